@@ -1,0 +1,194 @@
+//! The crate's one error type and its HTTP face: every error leaves the service as
+//! `application/problem+json` (RFC 9457).
+//!
+//! Internal causes (Redis errors, panics) are logged here and never written into the
+//! response body, so no client ever sees a Redis reply or a Rust debug string.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+/// `pub type Result<T> = Result<T, Error>` for handlers and the layers around them.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request parsed but a value is out of bounds (422).
+    #[error("{detail}")]
+    Validation {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    /// The body is not the JSON the route expects, or a field is missing (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is not `application/json` (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body is over the size limit (413).
+    #[error("request body is larger than the limit")]
+    PayloadTooLarge,
+    /// No such route (404).
+    #[error("no route for this path")]
+    NotFound,
+    /// The same Idempotency-Key is still being processed (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many requests of this kind at once (429).
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// Redis did not answer, or the request ran past its deadline (503).
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] Option<StoreError>),
+    /// A bug: a panic or an impossible state (500). The string is logged, never sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// One invalid field of a request, in the `errors` extension of a 422 problem.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Where the bad value is: `user_id`, `product_id`, `quantity`, `Idempotency-Key`...
+    pub field: String,
+    pub message: String,
+}
+
+/// The RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem; `about:blank` when the status says it all.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Per-field validation errors (422 only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Error {
+    /// A 422 for one field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::Validation {
+            detail: format!("{field}: {message}"),
+            errors: vec![FieldError {
+                field: field.to_owned(),
+                message,
+            }],
+        }
+    }
+
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn problem(self) -> Problem {
+        let status = self.status();
+        let (kind, title) = match &self {
+            Self::Validation { .. } => ("urn:cart-service:problem:validation", "Validation failed"),
+            Self::Conflict(_) => (
+                "urn:cart-service:problem:idempotency-conflict",
+                "Request in progress",
+            ),
+            Self::TooManyRequests(_) => ("urn:cart-service:problem:saturated", "Too many requests"),
+            Self::Unavailable(_) => (
+                "urn:cart-service:problem:unavailable",
+                "Service unavailable",
+            ),
+            _ => ("about:blank", status.canonical_reason().unwrap_or("Error")),
+        };
+        let detail = match &self {
+            Self::Internal(_) => {
+                "the server hit an unexpected condition; it has been logged".to_owned()
+            }
+            Self::Unavailable(_) => {
+                "the cart store did not answer in time; retry shortly".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let errors = match self {
+            Self::Validation { errors, .. } => errors,
+            _ => Vec::new(),
+        };
+        Problem {
+            kind: kind.to_owned(),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: Some(detail),
+            errors,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Corrupt(what) => Self::Internal(what),
+            other => Self::Unavailable(Some(other)),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            Self::Unavailable(Some(cause)) => tracing::warn!(cause = %cause, "redis unavailable"),
+            _ => {}
+        }
+        let retry = matches!(self, Self::Unavailable(_) | Self::TooManyRequests(_));
+        let mut response = problem_response(&self.problem());
+        if retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// Serialises a problem with its status and content type.
+#[must_use]
+pub fn problem_response(problem: &Problem) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(problem).unwrap_or_default();
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+        body,
+    )
+        .into_response()
+}
+
+/// A plain problem for a bare status code, for errors produced by layers and by axum itself.
+#[must_use]
+pub fn status_problem(status: StatusCode, detail: Option<String>) -> Problem {
+    Problem {
+        kind: "about:blank".to_owned(),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+        errors: Vec::new(),
+    }
+}

@@ -1,0 +1,20 @@
+//! cart-service: a shopping-cart microservice over Redis, built to run on Kubernetes.
+//!
+//! The binary (`main.rs`) only wires these pieces together: [`config`] reads and validates
+//! the environment, [`telemetry`] sets up logging, [`startup::Application`] binds the
+//! listener and runs the HTTP server with the shutdown sequence, [`routes`] holds the
+//! HTTP API and [`store`] everything that speaks Redis.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod healthcheck;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use startup::Application;

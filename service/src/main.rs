@@ -1,0 +1,54 @@
+//! The `cart-service` binary: reads the configuration, starts telemetry, builds the
+//! application and runs it until SIGTERM or SIGINT. Nothing else lives here.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cart_service::config::{Cli, Command};
+use cart_service::startup::shutdown_signal;
+use cart_service::{Application, healthcheck, telemetry};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = cli.config;
+
+    if let Some(Command::Healthcheck { url, timeout_ms }) = cli.command {
+        let url = url.unwrap_or_else(|| healthcheck::default_url(config.listen_addr));
+        return match healthcheck::probe(&url, Duration::from_millis(timeout_ms)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("cart-service healthcheck: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    if let Err(error) = config.validate() {
+        eprintln!("cart-service: {error}");
+        return ExitCode::from(2);
+    }
+    let _telemetry = match telemetry::init(&config) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("cart-service: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let listen = config.listen_addr;
+    let application = match Application::build(config).await {
+        Ok(application) => application,
+        Err(error) => {
+            tracing::error!(error = %error, %listen, "cannot start: check LISTEN_ADDR and REDIS_URL");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        port = application.port(),
+        "cart-service started"
+    );
+    application.run_until_stopped(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}

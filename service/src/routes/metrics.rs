@@ -1,0 +1,96 @@
+//! Prometheus metrics at `/metrics`, and the middleware that records HTTP metrics and
+//! writes the access log line of every request.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// OpenTelemetry semantic-convention buckets for HTTP durations, in seconds.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// The process-wide recorder, installed on first use. The `metrics` facade is global by
+/// design, so every `Application` in a process (tests start several) shares it.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), DURATION_BUCKETS)
+            .map(PrometheusBuilder::build_recorder);
+        match recorder {
+            Ok(recorder) => {
+                let handle = recorder.handle();
+                // Fails only if another recorder was installed first; then ours stays empty.
+                if metrics::set_global_recorder(recorder).is_err() {
+                    tracing::warn!(
+                        "a metrics recorder was already installed; /metrics will be empty"
+                    );
+                }
+                metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+                handle
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "invalid metrics buckets");
+                PrometheusBuilder::new().build_recorder().handle()
+            }
+        }
+    })
+}
+
+/// Prometheus text exposition of every metric.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4")))]
+pub async fn metrics() -> impl IntoResponse {
+    let handle = handle();
+    handle.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+}
+
+/// Records `http_server_request_duration_seconds` and in-flight requests by route
+/// template (never the raw path), and logs one access line per request: info for 1xx-3xx,
+/// warn for 4xx, error for 5xx.
+pub async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let in_flight = metrics::gauge!("http_server_active_requests", "method" => method.to_string());
+    in_flight.increment(1.0);
+
+    let response = next.run(request).await;
+
+    in_flight.decrement(1.0);
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    metrics::histogram!(
+        "http_server_request_duration_seconds",
+        "http_request_method" => method.to_string(),
+        "http_route" => route.clone(),
+        "http_response_status_code" => status.to_string(),
+    )
+    .record(elapsed.as_secs_f64());
+
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(target: "access", %method, %route, status, latency_ms, "request");
+    } else if status >= 400 {
+        tracing::warn!(target: "access", %method, %route, status, latency_ms, "request");
+    } else {
+        tracing::info!(target: "access", %method, %route, status, latency_ms, "request");
+    }
+    response
+}

@@ -1,0 +1,168 @@
+//! The HTTP API: [`router`] is the one place routes and layers are assembled, so tests can
+//! drive the exact service `main` runs.
+//!
+//! Layers, outermost first: every error response becomes problem+json ([`problemify`]);
+//! metrics and the access log; a panic becomes a 500; the request deadline; the body-size
+//! limit; the body read timeout.
+
+pub mod cart;
+pub mod health;
+pub mod metrics;
+pub mod openapi;
+pub mod stress;
+
+use std::any::Any;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{Error, PROBLEM_JSON, status_problem};
+use crate::state::AppState;
+
+/// Largest request body accepted; larger ones get 413 without being read.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The complete service: every route with every layer.
+pub fn router(state: AppState) -> Router {
+    metrics::handle();
+    let (routes, spec) = api(&state).split_for_parts();
+    with_layers(routes, &spec, &state)
+}
+
+/// The routes and their OpenAPI description, without layers.
+pub fn api(state: &AppState) -> OpenApiRouter<AppState> {
+    let mut api = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(cart::add_item, cart::get_cart, cart::clear_cart))
+        .routes(routes!(cart::set_item, cart::remove_item))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::livez))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(openapi::openapi_json));
+    if state.config.stress_enabled {
+        api = api.routes(routes!(stress::stress));
+    }
+    api
+}
+
+/// Wraps `routes` in the service's layers and state, serving `spec` at `/openapi.json`.
+/// Tests use it to add routes of their own (a handler that panics) under the same layers.
+pub fn with_layers(
+    routes: Router<AppState>,
+    spec: &utoipa::openapi::OpenApi,
+    state: &AppState,
+) -> Router {
+    routes
+        .fallback(|| async { Error::NotFound })
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_millis(
+            state.config.http_body_timeout_ms,
+        )))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            state.config.request_timeout(),
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(metrics::observe))
+        .layer(axum::Extension(openapi::Spec::new(spec)))
+        .layer(axum::middleware::map_response(problemify))
+        .with_state(state.clone())
+}
+
+impl From<JsonRejection> for Error {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType(
+                "expected a body with content type application/json".into(),
+            ),
+            JsonRejection::JsonSyntaxError(e) => {
+                Self::BadRequest(format!("malformed JSON: {}", e.body_text()))
+            }
+            JsonRejection::JsonDataError(e) => {
+                Self::BadRequest(format!("invalid JSON body: {}", e.body_text()))
+            }
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::PayloadTooLarge
+            }
+            other => Self::BadRequest(format!(
+                "could not read the request body: {}",
+                other.body_text()
+            )),
+        }
+    }
+}
+
+impl From<QueryRejection> for Error {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest(format!("invalid query string: {}", rejection.body_text()))
+    }
+}
+
+impl From<PathRejection> for Error {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest(format!("invalid path: {}", rejection.body_text()))
+    }
+}
+
+/// Turns any error response that is not already JSON (axum's 404/405, tower-http's 413 and
+/// timeouts) into problem+json, keeping its status and headers such as `Allow`.
+async fn problemify(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::NOT_FOUND => Some("no route for this path".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            Some("method not allowed for this path; see the Allow header".to_owned())
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => Some(format!(
+            "request body is larger than {MAX_BODY_BYTES} bytes"
+        )),
+        StatusCode::REQUEST_TIMEOUT => Some("the request body was not received in time".to_owned()),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            Some("the request did not finish before its deadline".to_owned())
+        }
+        _ => None,
+    };
+    let (mut parts, _) = response.into_parts();
+    let body = serde_json::to_vec(&status_problem(status, detail)).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        parts
+            .headers
+            .entry(header::RETRY_AFTER)
+            .or_insert(HeaderValue::from_static("1"));
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with(PROBLEM_JSON))
+}
+
+#[allow(clippy::needless_pass_by_value)] // the signature CatchPanicLayer::custom requires
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    Error::Internal(format!("handler panicked: {message}")).into_response()
+}

@@ -1,0 +1,178 @@
+//! `Application`: binds the listener, serves HTTP, and runs the shutdown sequence.
+//!
+//! The server is hyper-util's connection builder rather than `axum::serve`, because the
+//! service needs what `axum::serve` does not expose: a header-read timeout against slow
+//! clients, and a graceful shutdown that closes idle keep-alive connections at once while
+//! in-flight requests finish within a deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::routes;
+use crate::state::AppState;
+use crate::store::{Limits, RedisConnection, Store};
+
+/// A bound, not yet running service.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `LISTEN_ADDR` (port 0 picks a free port) and starts connecting to Redis in the
+    /// background: it never waits for Redis.
+    pub async fn build(config: Config) -> std::io::Result<Self> {
+        let redis = RedisConnection::start(&config).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("invalid REDIS_URL: {e}"),
+            )
+        })?;
+        let store = Store::new(redis, Limits::from_config(&config));
+        let listener = TcpListener::bind(config.listen_addr).await?;
+        let state = AppState::new(store, config);
+        Ok(Self::with_router(
+            listener,
+            routes::router(state.clone()),
+            state,
+        ))
+    }
+
+    /// Serves `router` (tests add routes to the real one) on `listener` with `state`.
+    #[must_use]
+    pub fn with_router(listener: TcpListener, router: Router, state: AppState) -> Self {
+        Self {
+            listener,
+            router,
+            state,
+        }
+    }
+
+    /// The bound port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    #[must_use]
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then: `/readyz` turns 503; waits the drain delay
+    /// while still serving; stops accepting; gives in-flight requests the shutdown timeout
+    /// (idle keep-alive connections close at once); closes Redis.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
+        let Self {
+            listener,
+            router,
+            state,
+        } = self;
+        let config = &state.config;
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(config.http_header_read_timeout_ms));
+
+        let drain_delay = Duration::from_secs(config.shutdown_drain_delay_seconds);
+        let stop_accepting = async {
+            shutdown.await;
+            tracing::info!(
+                drain_delay_s = drain_delay.as_secs(),
+                "shutdown: readiness off, draining"
+            );
+            state.begin_shutdown();
+            tokio::time::sleep(drain_delay).await;
+        };
+        tokio::pin!(stop_accepting);
+
+        tracing::info!(address = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "listening");
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut stop_accepting => break,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(router.clone());
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(error = %error, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+
+        let timeout = Duration::from_secs(config.shutdown_timeout_seconds);
+        tracing::info!(
+            timeout_s = timeout.as_secs(),
+            "shutdown: stopped accepting, finishing in-flight requests"
+        );
+        if tokio::time::timeout(timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown: in-flight requests did not finish within SHUTDOWN_TIMEOUT_SECONDS; abandoning them"
+            );
+        }
+        state.store.connection().close();
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,270 @@
+//! Everything that speaks Redis: the connection ([`connection`]), the Lua scripts that do
+//! every read-then-write atomically, and the typed cart operations handlers call.
+//!
+//! Data model (see DESIGN.md): a cart is the hash `cart:{<user_id>}` (field product id,
+//! value quantity); an idempotency record is the hash `idem:{<user_id>}:<key>`. Both of a
+//! user's keys share the hash tag `{<user_id>}`, so every script touches one cluster slot.
+
+mod connection;
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::{AsyncCommands, Script};
+
+use crate::config::Config;
+use crate::domain::{Id, IdempotencyKey};
+
+pub use connection::{RedisConnection, connection_info};
+
+/// How long an Idempotency-Key stays claimed by a request that has not finished; past it,
+/// a retry may claim the key again (the claim token keeps a late finisher from writing).
+pub const IDEMPOTENCY_CLAIM_TTL: Duration = Duration::from_secs(30);
+/// How long a finished request's response is kept for replay.
+pub const IDEMPOTENCY_RECORD_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+static ADD_ITEM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/add_item.lua")));
+static SET_ITEM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/set_item.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/claim.lua")));
+
+/// A Redis failure, as handlers see it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No live connection: Redis is down or being reconnected to.
+    #[error("not connected to redis")]
+    NotConnected,
+    /// A command failed or timed out.
+    #[error("redis command failed: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis holds something this service never writes.
+    #[error("unexpected data in redis: {0}")]
+    Corrupt(String),
+}
+
+/// The caps and lifetimes every write obeys.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_items: u32,
+    pub max_quantity: u32,
+    /// Seconds; 0 means carts never expire.
+    pub ttl_seconds: u64,
+}
+
+impl Limits {
+    #[must_use]
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            max_items: config.cart_max_items,
+            max_quantity: config.cart_max_quantity,
+            ttl_seconds: config.cart_ttl_seconds,
+        }
+    }
+}
+
+/// What an add did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// The line now holds this many units.
+    Total(u32),
+    /// The line holds `current` units and the add would pass the per-line cap; nothing changed.
+    QuantityCap { current: u32 },
+    /// The cart already holds the most distinct products allowed; nothing changed.
+    ItemCap,
+    /// The idempotency claim expired and another request took the key over; nothing changed.
+    ClaimLost,
+}
+
+/// What claiming an Idempotency-Key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is ours; carry out the request with this token.
+    Claimed(String),
+    /// The key was used with another request body.
+    Mismatch,
+    /// Another request with this key has not finished.
+    InFlight,
+    /// The request already ran; replay its stored result.
+    Done { status: u16, quantity: u32 },
+}
+
+/// The typed cart operations. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    redis: RedisConnection,
+    limits: Limits,
+}
+
+impl Store {
+    #[must_use]
+    pub fn new(redis: RedisConnection, limits: Limits) -> Self {
+        Self { redis, limits }
+    }
+
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    #[must_use]
+    pub fn connection(&self) -> &RedisConnection {
+        &self.redis
+    }
+
+    /// Adds `quantity` units of `product`, capped per line and per cart, refreshing the TTL.
+    /// With a claimed idempotency `(key, token)`, the add and the stored result are one step.
+    pub async fn add_item(
+        &self,
+        user: &Id,
+        product: &Id,
+        quantity: u32,
+        claimed: Option<(&IdempotencyKey, &str)>,
+    ) -> Result<Added, StoreError> {
+        let mut invocation = ADD_ITEM.key(cart_key(user));
+        invocation
+            .arg(product.as_str())
+            .arg(quantity)
+            .arg(self.limits.max_quantity)
+            .arg(self.limits.max_items)
+            .arg(self.limits.ttl_seconds);
+        if let Some((key, token)) = claimed {
+            invocation
+                .key(idempotency_key(user, key))
+                .arg(token)
+                .arg(IDEMPOTENCY_RECORD_TTL.as_secs());
+        }
+        let (code, value): (i64, i64) = self
+            .redis
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        match code {
+            1 => Ok(Added::Total(to_u32(value)?)),
+            -1 => Ok(Added::QuantityCap {
+                current: to_u32(value)?,
+            }),
+            -2 => Ok(Added::ItemCap),
+            -3 => Ok(Added::ClaimLost),
+            other => Err(StoreError::Corrupt(format!(
+                "add_item returned code {other}"
+            ))),
+        }
+    }
+
+    /// Sets a line to exactly `quantity` (0 removes it). `None` when a new line would pass
+    /// the item cap.
+    pub async fn set_item(
+        &self,
+        user: &Id,
+        product: &Id,
+        quantity: u32,
+    ) -> Result<Option<u32>, StoreError> {
+        let mut invocation = SET_ITEM.key(cart_key(user));
+        invocation
+            .arg(product.as_str())
+            .arg(quantity)
+            .arg(self.limits.max_items)
+            .arg(self.limits.ttl_seconds);
+        let result: i64 = self
+            .redis
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        if result == -2 {
+            Ok(None)
+        } else {
+            to_u32(result).map(Some)
+        }
+    }
+
+    /// The cart's lines, sorted by product id.
+    pub async fn get_cart(&self, user: &Id) -> Result<Vec<(String, u32)>, StoreError> {
+        let key = cart_key(user);
+        let fields: Vec<(String, String)> = self
+            .redis
+            .run(|mut conn| async move { conn.hgetall(key).await })
+            .await?;
+        let mut lines = fields
+            .into_iter()
+            .map(|(product, quantity)| {
+                quantity.parse::<u32>().map(|q| (product, q)).map_err(|_| {
+                    StoreError::Corrupt(format!("quantity {quantity:?} is not a number"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        lines.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(lines)
+    }
+
+    /// Deletes the whole cart.
+    pub async fn clear(&self, user: &Id) -> Result<(), StoreError> {
+        let key = cart_key(user);
+        self.redis
+            .run(|mut conn| async move { conn.del::<_, ()>(key).await })
+            .await
+    }
+
+    /// Claims `key` for a request with this fingerprint.
+    pub async fn claim(
+        &self,
+        user: &Id,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+    ) -> Result<Claim, StoreError> {
+        let token = claim_token();
+        let mut invocation = CLAIM.key(idempotency_key(user, key));
+        invocation
+            .arg(fingerprint)
+            .arg(&token)
+            .arg(u64::try_from(IDEMPOTENCY_CLAIM_TTL.as_millis()).unwrap_or(u64::MAX));
+        let reply: Vec<String> = self
+            .redis
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        match reply
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["claimed"] => Ok(Claim::Claimed(token)),
+            ["mismatch"] => Ok(Claim::Mismatch),
+            ["in_flight"] => Ok(Claim::InFlight),
+            ["done", status, quantity] => Ok(Claim::Done {
+                status: status
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("status {status:?}")))?,
+                quantity: quantity
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("quantity {quantity:?}")))?,
+            }),
+            other => Err(StoreError::Corrupt(format!("claim returned {other:?}"))),
+        }
+    }
+
+    /// `PING` with the connection's response timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.redis
+            .run(|mut conn| async move { redis::cmd("PING").query_async::<()>(&mut conn).await })
+            .await
+    }
+}
+
+/// The Redis key of a user's cart.
+#[must_use]
+pub fn cart_key(user: &Id) -> String {
+    format!("cart:{{{}}}", user.as_str())
+}
+
+/// The Redis key of a user's idempotency record for `key`.
+#[must_use]
+pub fn idempotency_key(user: &Id, key: &IdempotencyKey) -> String {
+    format!("idem:{{{}}}:{}", user.as_str(), key.as_str())
+}
+
+fn claim_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn to_u32(value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("quantity {value} out of range")))
+}
