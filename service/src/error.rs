@@ -35,6 +35,9 @@ pub enum Error {
     /// The body is over the size limit (413).
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
+    /// The request body did not arrive in time (408).
+    #[error("the request body was not received in time")]
+    RequestTimeout,
     /// No such route (404).
     #[error("no route for this path")]
     NotFound,
@@ -95,6 +98,7 @@ impl Error {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -9,8 +9,25 @@ use cart_service::startup::shutdown_signal;
 use cart_service::{Application, healthcheck, telemetry};
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cart-service: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run());
+    // Dropping the runtime would wait for blocking tasks still running (a `/stress` past
+    // SHUTDOWN_TIMEOUT_SECONDS); the deadline has passed, so leave them behind.
+    runtime.shutdown_background();
+    code
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config;
 

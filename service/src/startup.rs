@@ -42,11 +42,7 @@ impl Application {
         let store = Store::new(redis, Limits::from_config(&config));
         let listener = TcpListener::bind(config.listen_addr).await?;
         let state = AppState::new(store, config);
-        Ok(Self::with_router(
-            listener,
-            routes::router(state.clone()),
-            state,
-        ))
+        Ok(Self::with_router(listener, routes::router(&state), state))
     }
 
     /// Serves `router` (tests add routes to the real one) on `listener` with `state`.

@@ -19,9 +19,10 @@ use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::LengthLimitError;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutError, TimeoutLayer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,10 +33,9 @@ use crate::state::AppState;
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The complete service: every route with every layer.
-pub fn router(state: AppState) -> Router {
-    metrics::handle();
-    let (routes, spec) = api(&state).split_for_parts();
-    with_layers(routes, &spec, &state)
+pub fn router(state: &AppState) -> Router {
+    let (routes, spec) = api(state).split_for_parts();
+    with_layers(routes, &spec, state)
 }
 
 /// The routes and their OpenAPI description, without layers.
@@ -61,6 +61,8 @@ pub fn with_layers(
     spec: &utoipa::openapi::OpenApi,
     state: &AppState,
 ) -> Router {
+    // Install the recorder before the first request records anything.
+    metrics::handle();
     routes
         .fallback(|| async { Error::NotFound })
         .layer(RequestBodyTimeoutLayer::new(Duration::from_millis(
@@ -90,8 +92,14 @@ impl From<JsonRejection> for Error {
             JsonRejection::JsonDataError(e) => {
                 Self::BadRequest(format!("invalid JSON body: {}", e.body_text()))
             }
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            JsonRejection::BytesRejection(e)
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE
+                    || caused_by::<LengthLimitError>(&e) =>
+            {
                 Self::PayloadTooLarge
+            }
+            JsonRejection::BytesRejection(e) if caused_by::<TimeoutError>(&e) => {
+                Self::RequestTimeout
             }
             other => Self::BadRequest(format!(
                 "could not read the request body: {}",
@@ -147,6 +155,18 @@ async fn problemify(response: Response) -> Response {
             .or_insert(HeaderValue::from_static("1"));
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// Whether `error` or any of its sources is an `E`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<E>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 fn is_json(response: &Response) -> bool {

@@ -1,0 +1,175 @@
+//! Redis faults, in-process: the service never waits for Redis at startup, answers a fast
+//! 503 (never a hang) while Redis is dead or partitioned, and is serving again within a
+//! second or two once Redis is back. Each test owns its own `redis-server`, because it
+//! kills or pauses it.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{
+    RedisServer, TestApp, assert_problem, eventually, spawn_app_unready, spawn_app_with,
+    unique_user,
+};
+
+/// The Redis response timeout these tests configure: low, so a hang would show quickly.
+const RESPONSE_TIMEOUT_MS: u64 = 300;
+/// The longest a failing request may take: the response timeout plus generous slack for a
+/// loaded two-core machine. A hang (the request deadline is 10 s) is far past it.
+const FAST_FAILURE: Duration = Duration::from_secs(1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_without_redis_serves_at_once_with_fast_503s() {
+    let app = spawn_app_unready(&RedisServer::unused_url(), |_| {}, |routes| routes).await;
+    let user = unique_user();
+
+    let livez = app.get("/livez").await;
+    let readyz = app.get("/readyz").await;
+    let (cart, took) = timed(app.get(&format!("/v1/cart/{user}"))).await;
+
+    assert_eq!(livez.status(), 200, "/livez never depends on Redis");
+    assert_problem(readyz, 503).await;
+    assert!(
+        took < Duration::from_millis(500),
+        "a cart request without Redis took {took:?}"
+    );
+    assert_unavailable(cart).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_redis_means_fast_503s_and_the_first_request_after_restart_succeeds() {
+    let mut redis = RedisServer::start();
+    let app = spawn_app_with(&redis.url(), |c| {
+        c.redis_response_timeout_ms = RESPONSE_TIMEOUT_MS;
+    })
+    .await;
+    let user = unique_user();
+    assert_eq!(
+        app.add(&user, "p-1", 1).await.status(),
+        200,
+        "works before the fault"
+    );
+
+    redis.kill();
+    for attempt in 1..=3 {
+        let (response, took) = timed(app.get(&format!("/v1/cart/{user}"))).await;
+        assert!(
+            took < FAST_FAILURE,
+            "request {attempt} with Redis dead took {took:?}"
+        );
+        assert_unavailable(response).await;
+    }
+    assert_problem(app.get("/readyz").await, 503).await;
+    assert_eq!(
+        app.get("/livez").await.status(),
+        200,
+        "/livez never depends on Redis"
+    );
+
+    redis.restart();
+    let recovered = eventually(
+        Duration::from_secs(1),
+        "a cart request succeeds after the restart",
+        || cart_answers_200(&app, &user),
+    )
+    .await;
+
+    assert!(
+        recovered < Duration::from_secs(1),
+        "recovery took {recovered:?}"
+    );
+    eventually(Duration::from_secs(1), "/readyz is 200 again", || async {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_redis_means_fast_503s_and_the_service_recovers_on_resume() {
+    let redis = RedisServer::start();
+    let app = spawn_app_with(&redis.url(), |c| {
+        c.redis_response_timeout_ms = RESPONSE_TIMEOUT_MS;
+    })
+    .await;
+    let user = unique_user();
+    assert_eq!(
+        app.add(&user, "p-1", 1).await.status(),
+        200,
+        "works before the fault"
+    );
+
+    // SIGSTOP: the socket stays open and no reset ever arrives, as in a network partition.
+    redis.pause();
+    for attempt in 1..=5 {
+        let (response, took) = timed(app.get(&format!("/v1/cart/{user}"))).await;
+        assert!(
+            took < FAST_FAILURE,
+            "request {attempt} with Redis paused took {took:?}"
+        );
+        assert_unavailable(response).await;
+    }
+    let (readyz, took) = timed(app.get("/readyz")).await;
+    assert!(
+        took < FAST_FAILURE,
+        "/readyz with Redis paused took {took:?}"
+    );
+    assert_problem(readyz, 503).await;
+
+    redis.resume();
+    eventually(
+        Duration::from_secs(2),
+        "a cart request succeeds after the resume",
+        || cart_answers_200(&app, &user),
+    )
+    .await;
+
+    assert_eq!(
+        app.cart(&user).await["items"][0]["quantity"],
+        1,
+        "the data survived the pause"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_comes_up_after_the_service_makes_it_ready_within_a_second() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let app = spawn_app_unready(&redis.url(), |_| {}, |routes| routes).await;
+    assert_problem(app.get("/readyz").await, 503).await;
+    // Let five connection attempts fail (at about 0, 0.1, 0.3, 0.7 and 1.5 s), so the next
+    // one is due 1.6 s later: only a request nudging the reconnect makes it within 1 s.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+
+    redis.restart();
+    let ready = eventually(
+        Duration::from_secs(1),
+        "/readyz turns 200 once Redis is up",
+        || async { app.get("/readyz").await.status() == 200 },
+    )
+    .await;
+
+    assert!(ready < Duration::from_secs(1), "readiness took {ready:?}");
+    app.stop().await;
+}
+
+/// Awaits `request`, also returning how long it took.
+async fn timed(request: impl Future<Output = reqwest::Response>) -> (reqwest::Response, Duration) {
+    let started = Instant::now();
+    let response = request.await;
+    (response, started.elapsed())
+}
+
+/// Asserts the response is the 503 problem a Redis outage gives, with `Retry-After`.
+async fn assert_unavailable(response: reqwest::Response) {
+    assert!(
+        response.headers().contains_key("retry-after"),
+        "503 without Retry-After: {:?}",
+        response.headers()
+    );
+    assert_problem(response, 503).await;
+}
+
+async fn cart_answers_200(app: &TestApp, user: &str) -> bool {
+    app.get(&format!("/v1/cart/{user}")).await.status() == 200
+}

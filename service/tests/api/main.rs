@@ -1,0 +1,15 @@
+//! Integration tests: the real service against a real `redis-server` started by
+//! [`helpers`]. One test binary, one module per area.
+
+// Tests and their harness fail loudly by design: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cart;
+mod cli;
+mod concurrency;
+mod errors;
+mod faults;
+mod helpers;
+mod idempotency;
+mod operations;
+mod shutdown;

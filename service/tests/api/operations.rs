@@ -1,0 +1,223 @@
+//! The operational routes: probes, `/stress`, `/metrics` and `/openapi.json`.
+
+use futures_util::future::join_all;
+
+use crate::helpers::{assert_problem, shared_redis_url, spawn_app, spawn_app_with, unique_user};
+
+#[tokio::test]
+async fn healthz_reports_redis_pod_node_and_version() {
+    let app = spawn_app_with(&shared_redis_url(), |c| {
+        c.pod_name = "cart-7d9f".into();
+        c.node_name = "node-a".into();
+    })
+    .await;
+
+    let response = app.get("/healthz").await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "ok", "redis": "ok", "pod": "cart-7d9f", "node": "node-a",
+                           "version": env!("CARGO_PKG_VERSION")})
+    );
+}
+
+#[tokio::test]
+async fn livez_and_readyz_answer_200_when_redis_is_up() {
+    let app = spawn_app().await;
+
+    assert_eq!(app.get("/livez").await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn stress_reports_the_work_done() {
+    let app = spawn_app_with(&shared_redis_url(), |c| c.pod_name = "cart-1".into()).await;
+
+    let response = app
+        .client
+        .post(app.url("/stress?cpu_iterations=3&memory_mb=2"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["cpu_iterations"], 3);
+    assert_eq!(body["primes_found"], 3 * 3732);
+    assert_eq!(body["memory_mb"], 2);
+    assert_eq!(body["pod"], "cart-1");
+    assert!(
+        body["duration_ms"].is_u64() && body["node"].is_string(),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn stress_over_its_limits_is_422_and_unparsable_is_400() {
+    let app = spawn_app_with(&shared_redis_url(), |c| {
+        c.stress_max_cpu_iterations = 10;
+        c.stress_max_memory_mb = 4;
+    })
+    .await;
+
+    let cpu = app
+        .client
+        .post(app.url("/stress?cpu_iterations=11"))
+        .send()
+        .await
+        .unwrap();
+    let memory = app
+        .client
+        .post(app.url("/stress?cpu_iterations=1&memory_mb=5"))
+        .send()
+        .await
+        .unwrap();
+    let garbage = app
+        .client
+        .post(app.url("/stress?cpu_iterations=lots"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        assert_problem(cpu, 422).await["errors"][0]["field"],
+        "cpu_iterations"
+    );
+    assert_eq!(
+        assert_problem(memory, 422).await["errors"][0]["field"],
+        "memory_mb"
+    );
+    assert_problem(garbage, 400).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_beyond_its_concurrency_is_429() {
+    let app = spawn_app_with(&shared_redis_url(), |c| c.stress_max_concurrency = 1).await;
+
+    let responses = join_all((0..4).map(|_| {
+        app.client
+            .post(app.url("/stress?cpu_iterations=300"))
+            .send()
+    }))
+    .await;
+
+    let statuses: Vec<u16> = responses
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let saturated = responses
+        .into_iter()
+        .map(Result::unwrap)
+        .find(|r| r.status() == 429)
+        .unwrap();
+    assert!(saturated.headers().contains_key("retry-after"));
+    assert_problem(saturated, 429).await;
+}
+
+#[tokio::test]
+async fn stress_disabled_is_404() {
+    let app = spawn_app_with(&shared_redis_url(), |c| c.stress_enabled = false).await;
+
+    let response = app
+        .client
+        .post(app.url("/stress?cpu_iterations=1"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_problem(response, 404).await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let app = spawn_app().await;
+    let user = unique_user();
+    app.add(&user, "p-1", 1).await;
+
+    let response = app.get("/metrics").await;
+
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE http_server_request_duration_seconds histogram"),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("http_server_request_duration_seconds_count")
+                && l.contains(r#"http_route="/v1/cart/{user_id}""#)
+                && l.contains(r#"http_request_method="POST""#)
+        })
+        .unwrap_or_else(|| panic!("no count for POST /v1/cart/{{user_id}}: {text}"));
+    assert!(!text.contains(&user), "raw paths never become labels");
+    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 1.0, "{line}");
+    assert!(text.contains("build_info{version="), "{text}");
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route_and_nothing_else() {
+    let app = spawn_app().await;
+    let expected = [
+        ("post", "/v1/cart/{user_id}"),
+        ("get", "/v1/cart/{user_id}"),
+        ("delete", "/v1/cart/{user_id}"),
+        ("put", "/v1/cart/{user_id}/items/{product_id}"),
+        ("delete", "/v1/cart/{user_id}/items/{product_id}"),
+        ("get", "/healthz"),
+        ("get", "/livez"),
+        ("get", "/readyz"),
+        ("post", "/stress"),
+        ("get", "/metrics"),
+        ("get", "/openapi.json"),
+    ];
+
+    let response = app.get("/openapi.json").await;
+
+    assert_eq!(response.status(), 200);
+    let doc: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc["openapi"]
+    );
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut wanted: Vec<(String, String)> = expected
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    wanted.sort();
+    assert_eq!(documented, wanted);
+    for (method, path) in &wanted {
+        let url = app.url(
+            &path
+                .replace("{user_id}", "u-1")
+                .replace("{product_id}", "p-1"),
+        );
+        let request = app
+            .client
+            .request(method.to_uppercase().parse().unwrap(), url);
+        let status = request.send().await.unwrap().status().as_u16();
+        assert!(
+            status != 404 && status != 405,
+            "{method} {path} is documented but answers {status}"
+        );
+    }
+}

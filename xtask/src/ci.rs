@@ -1,0 +1,246 @@
+//! `cargo xtask ci`: everything CI checks, in the order a developer wants to hear about
+//! it: formatting, lints, then the tests. Every step runs even after one fails, so a
+//! single run reports every problem; a summary names each step's outcome and the task
+//! fails if any step did. `.ci/run` calls this after installing what the tests need.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use xshell::Shell;
+
+use crate::command::Invocation;
+use crate::flags;
+use crate::tools::{self, Tool};
+
+impl flags::Ci {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let steps = plan();
+        if self.dry_run {
+            print!("{}", describe(&steps));
+            return Ok(());
+        }
+
+        let mut outcomes = Vec::with_capacity(steps.len());
+        for (index, step) in steps.iter().enumerate() {
+            println!(
+                "==> [{}/{}] {}: {}",
+                index + 1,
+                steps.len(),
+                step.name,
+                step.invocation
+            );
+            let started = Instant::now();
+            let result = step.run(sh);
+            if let Err(error) = &result {
+                println!("==> {} failed: {error:#}", step.name);
+            }
+            outcomes.push(Outcome {
+                name: step.name,
+                result,
+                elapsed: started.elapsed(),
+            });
+        }
+
+        println!("{}", summary(&outcomes));
+        let failed: Vec<&str> = outcomes
+            .iter()
+            .filter(|outcome| outcome.result.is_err())
+            .map(|o| o.name)
+            .collect();
+        if !failed.is_empty() {
+            bail!("ci failed: {}", failed.join(", "));
+        }
+        Ok(())
+    }
+}
+
+/// One check: a command and the tool it needs beyond Cargo, if any.
+#[derive(Debug)]
+pub struct Step {
+    pub name: &'static str,
+    pub invocation: Invocation,
+    pub needs: Option<&'static Tool>,
+}
+
+/// The steps, in the order they run.
+pub fn plan() -> Vec<Step> {
+    let cargo = |args: &[&str]| Invocation::new("cargo").args(args.iter().copied());
+    vec![
+        Step {
+            name: "fmt",
+            invocation: cargo(&["fmt", "--all", "--", "--check"]),
+            needs: None,
+        },
+        Step {
+            name: "clippy",
+            invocation: cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+            needs: None,
+        },
+        // The service's integration tests start their own redis-server on a free port.
+        Step {
+            name: "test",
+            invocation: cargo(&["test", "--workspace", "--locked"]),
+            needs: Some(&tools::REDIS_SERVER),
+        },
+    ]
+}
+
+impl Step {
+    fn run(&self, sh: &Shell) -> anyhow::Result<()> {
+        if let Some(tool) = self.needs {
+            tool.require(sh)?;
+        }
+        // Quiet: the header above already shows the command line.
+        self.invocation.to_cmd(sh).quiet().run()?;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Outcome {
+    name: &'static str,
+    result: anyhow::Result<()>,
+    elapsed: Duration,
+}
+
+fn describe(steps: &[Step]) -> String {
+    let mut text =
+        String::from("cargo xtask ci would run, in order, every step even after a failure:\n");
+    for (index, step) in steps.iter().enumerate() {
+        let _ = write!(
+            text,
+            "  {}. {:<7} {}",
+            index + 1,
+            step.name,
+            step.invocation
+        );
+        if let Some(tool) = step.needs {
+            let _ = write!(text, "  (first checks that {} is on PATH)", tool.name);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+fn summary(outcomes: &[Outcome]) -> String {
+    let mut text = String::from("==> summary");
+    for outcome in outcomes {
+        let verdict = if outcome.result.is_ok() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        let _ = write!(
+            text,
+            "\n    {verdict:<6}  {:<7} {:>6.1}s",
+            outcome.name,
+            outcome.elapsed.as_secs_f64()
+        );
+        if let Err(error) = &outcome.result {
+            let _ = write!(text, "  {error}");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing test should panic, here as everywhere
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_is_fmt_then_clippy_then_tests_that_need_redis() {
+        let steps = plan();
+
+        let shown: Vec<(&str, String, Option<&str>)> = steps
+            .iter()
+            .map(|step| {
+                (
+                    step.name,
+                    step.invocation.to_string(),
+                    step.needs.map(|tool| tool.name),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("fmt", "cargo fmt --all -- --check".to_owned(), None),
+                (
+                    "clippy",
+                    "cargo clippy --workspace --all-targets --locked -- -D warnings".to_owned(),
+                    None
+                ),
+                (
+                    "test",
+                    "cargo test --workspace --locked".to_owned(),
+                    Some("redis-server")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn dry_run_lists_every_step_with_its_command() {
+        let text = describe(&plan());
+
+        assert_eq!(
+            text,
+            "cargo xtask ci would run, in order, every step even after a failure:\n\
+             \x20 1. fmt     cargo fmt --all -- --check\n\
+             \x20 2. clippy  cargo clippy --workspace --all-targets --locked -- -D warnings\n\
+             \x20 3. test    cargo test --workspace --locked  (first checks that redis-server is on PATH)\n"
+        );
+    }
+
+    #[test]
+    fn summary_marks_failed_steps() {
+        let outcomes = [
+            Outcome {
+                name: "fmt",
+                result: Ok(()),
+                elapsed: Duration::from_millis(1500),
+            },
+            Outcome {
+                name: "test",
+                result: Err(anyhow::anyhow!("boom")),
+                elapsed: Duration::from_secs(12),
+            },
+        ];
+
+        let text = summary(&outcomes);
+
+        assert_eq!(
+            text,
+            "==> summary\n    ok      fmt        1.5s\n    FAILED  test      12.0s  boom"
+        );
+    }
+
+    #[test]
+    fn a_step_whose_tool_is_missing_fails_with_the_install_hint() {
+        let sh = Shell::new().unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let _path = sh.push_env("PATH", empty.path());
+        let step = Step {
+            name: "test",
+            invocation: Invocation::new("true"),
+            needs: Some(&tools::REDIS_SERVER),
+        };
+
+        let error = step.run(&sh).unwrap_err().to_string();
+
+        assert!(
+            error.starts_with("redis-server not found on PATH: install it with"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! `cargo xtask`: the project's automation, written in Rust so it runs wherever Cargo
+//! does. This file only parses the command line and hands it to the task's module; every
+//! task is `flags::<Task>::run(self, &Shell)`, run from the workspace root.
+
+// A command-line tool talks to its user on stdout: the workspace's `print_stdout` lint
+// guards the service, where output belongs in the logs.
+#![allow(clippy::print_stdout)]
+
+mod ci;
+mod command;
+mod dev;
+mod flags;
+mod tools;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use xshell::Shell;
+
+fn main() -> ExitCode {
+    let flags = flags::Xtask::parse();
+    // One line, causes included, and no backtrace: these errors are for the user to act on.
+    if let Err(error) = run(flags) {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(flags: flags::Xtask) -> anyhow::Result<()> {
+    let sh = Shell::new()?;
+    sh.change_dir(workspace_root());
+    match flags.task {
+        flags::Task::Dev(task) => task.run(&sh),
+        flags::Task::Ci(task) => task.run(&sh),
+    }
+}
+
+/// The workspace root, so tasks behave the same from any directory of the checkout.
+fn workspace_root() -> &'static Path {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir)
+}
