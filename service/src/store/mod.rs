@@ -21,7 +21,7 @@ pub use connection::{RedisConnection, connection_info};
 /// a retry may claim the key again (the claim token keeps a late finisher from writing).
 pub const IDEMPOTENCY_CLAIM_TTL: Duration = Duration::from_secs(30);
 /// How long a finished request's response is kept for replay.
-pub const IDEMPOTENCY_RECORD_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+pub const IDEMPOTENCY_RECORD_TTL: Duration = Duration::from_hours(24);
 
 static ADD_ITEM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/add_item.lua")));
