@@ -1,0 +1,84 @@
+{{/*
+The service's environment: every variable the service reads (service/src/config.rs) and
+the standard OTEL_* ones. The Redis password only ever arrives through secretKeyRef.
+*/}}
+{{- define "cart-service.env" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: LISTEN_ADDR
+  value: "0.0.0.0:{{ .Values.containerPort }}"
+{{- $secret := include "cart-service.redisSecretName" . }}
+{{- if $secret }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ include "cart-service.redisSecretKey" . }}
+{{- end }}
+- name: REDIS_URL
+  value: {{ include "cart-service.redisUrl" . | quote }}
+- name: REDIS_RESPONSE_TIMEOUT_MS
+  value: {{ .Values.config.redisResponseTimeoutMs | int64 | quote }}
+- name: REDIS_CONNECT_TIMEOUT_MS
+  value: {{ .Values.config.redisConnectTimeoutMs | int64 | quote }}
+- name: REQUEST_TIMEOUT_MS
+  value: {{ .Values.config.requestTimeoutMs | int64 | quote }}
+- name: CART_TTL_SECONDS
+  value: {{ .Values.config.cartTtlSeconds | int64 | quote }}
+- name: CART_MAX_ITEMS
+  value: {{ .Values.config.cartMaxItems | int64 | quote }}
+- name: CART_MAX_QUANTITY
+  value: {{ .Values.config.cartMaxQuantity | int64 | quote }}
+- name: RUST_LOG
+  value: {{ .Values.config.rustLog | quote }}
+- name: LOG_FORMAT
+  value: {{ .Values.config.logFormat | quote }}
+{{- if .Values.logShipper.enabled }}
+- name: LOG_FILE
+  value: /var/log/app/cart-service.log
+{{- end }}
+- name: STRESS_ENABLED
+  value: {{ .Values.config.stress.enabled | quote }}
+- name: STRESS_MAX_CPU_ITERATIONS
+  value: {{ .Values.config.stress.maxCpuIterations | int64 | quote }}
+- name: STRESS_MAX_MEMORY_MB
+  value: {{ .Values.config.stress.maxMemoryMb | int64 | quote }}
+- name: STRESS_MAX_CONCURRENCY
+  value: {{ .Values.config.stress.maxConcurrency | int64 | quote }}
+- name: SHUTDOWN_DRAIN_DELAY_SECONDS
+  value: {{ .Values.shutdown.drainDelaySeconds | int64 | quote }}
+- name: SHUTDOWN_TIMEOUT_SECONDS
+  value: {{ .Values.shutdown.timeoutSeconds | int64 | quote }}
+- name: OTEL_SERVICE_NAME
+  value: cart-service
+{{- with include "cart-service.otlpEndpoint" . }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: grpc
+{{- end }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .Values.telemetry.sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .Values.telemetry.samplerArg | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "service.version={{ default .Chart.AppVersion .Values.image.tag }},deployment.environment.name={{ .Values.telemetry.environment }},k8s.pod.name=$(POD_NAME),k8s.node.name=$(NODE_NAME),k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.ip=$(POD_IP)"
+{{- range $name, $value := .Values.config.extraEnv }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end }}

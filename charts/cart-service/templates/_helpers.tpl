@@ -1,0 +1,155 @@
+{{/*
+Names, labels and the pieces every workload shares. Kubernetes names are capped at
+63 characters (DNS labels), so every name is truncated here and nowhere else.
+*/}}
+
+{{- define "cart-service.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "cart-service.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A component's name: the fullname with a suffix, still within 63 characters. */}}
+{{- define "cart-service.componentName" -}}
+{{- printf "%s-%s" (include "cart-service.fullname" .root | trunc (sub 62 (len .component) | int) | trimSuffix "-") .component }}
+{{- end }}
+
+{{- define "cart-service.redisName" -}}
+{{- include "cart-service.componentName" (dict "root" . "component" "redis") }}
+{{- end }}
+
+{{- define "cart-service.collectorName" -}}
+{{- include "cart-service.componentName" (dict "root" . "component" "otel-collector") }}
+{{- end }}
+
+{{- define "cart-service.jaegerName" -}}
+{{- include "cart-service.componentName" (dict "root" . "component" "jaeger") }}
+{{- end }}
+
+{{- define "cart-service.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels for a component: call with (dict "root" $ "component" "api"). */}}
+{{- define "cart-service.labels" -}}
+helm.sh/chart: {{ include "cart-service.chart" .root }}
+{{ include "cart-service.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: cart-service
+{{- end }}
+
+{{- define "cart-service.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cart-service.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "cart-service.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cart-service.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "cart-service.image" -}}
+{{- $tag := default .root.Chart.AppVersion .image.tag }}
+{{- if .image.digest }}
+{{- printf "%s:%s@%s" .image.repository $tag .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the Redis password, and its key; empty name when there is none. */}}
+{{- define "cart-service.redisSecretName" -}}
+{{- if .Values.redis.enabled }}
+{{- default (include "cart-service.redisName" .) .Values.redis.auth.existingSecret }}
+{{- else }}
+{{- .Values.externalRedis.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "cart-service.redisSecretKey" -}}
+{{- if .Values.redis.enabled }}
+{{- .Values.redis.auth.existingSecretKey }}
+{{- else }}
+{{- .Values.externalRedis.existingSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/* REDIS_URL, with the password expanded by the kubelet from $(REDIS_PASSWORD), never inlined. */}}
+{{- define "cart-service.redisUrl" -}}
+{{- $auth := ternary ":$(REDIS_PASSWORD)@" "" (ne (include "cart-service.redisSecretName" .) "") }}
+{{- if .Values.redis.enabled }}
+{{- printf "redis://%s%s:%d" $auth (include "cart-service.redisName" .) (int .Values.redis.port) }}
+{{- else }}
+{{- $scheme := ternary "rediss" "redis" .Values.externalRedis.tls }}
+{{- printf "%s://%s%s:%d/%d" $scheme $auth .Values.externalRedis.host (int .Values.externalRedis.port) (int .Values.externalRedis.database) }}
+{{- end }}
+{{- end }}
+
+{{- define "cart-service.otlpEndpoint" -}}
+{{- if .Values.otelCollector.enabled }}
+{{- printf "http://%s:4317" (include "cart-service.collectorName" .) }}
+{{- else }}
+{{- .Values.telemetry.otlpEndpoint }}
+{{- end }}
+{{- end }}
+
+{{/* The restricted Pod Security Standard, for a pod: call with the pod's UID. */}}
+{{- define "cart-service.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ . }}
+runAsGroup: {{ . }}
+fsGroup: {{ . }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* The restricted Pod Security Standard, for a container: call with its UID. */}}
+{{- define "cart-service.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ . }}
+runAsGroup: {{ . }}
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+privileged: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Impossible combinations, refused with a message that names the value. */}}
+{{- define "cart-service.validate" -}}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- fail (printf "autoscaling.minReplicas (%d) must not be greater than autoscaling.maxReplicas (%d)" (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) (not .Values.externalRedis.host) }}
+{{- fail "externalRedis.host is required when redis.enabled is false" }}
+{{- end }}
+{{- if and .Values.jaeger.enabled (not .Values.otelCollector.enabled) }}
+{{- fail "jaeger.enabled needs otelCollector.enabled: the collector is what exports to Jaeger" }}
+{{- end }}
+{{- if and .Values.podDisruptionBudget.enabled (not .Values.autoscaling.enabled) (le (int .Values.replicaCount) (int .Values.podDisruptionBudget.minAvailable)) }}
+{{- fail (printf "podDisruptionBudget.minAvailable (%d) must be lower than replicaCount (%d), or no node could ever be drained" (int .Values.podDisruptionBudget.minAvailable) (int .Values.replicaCount)) }}
+{{- end }}
+{{- if and .Values.podDisruptionBudget.enabled .Values.autoscaling.enabled (le (int .Values.autoscaling.minReplicas) (int .Values.podDisruptionBudget.minAvailable)) }}
+{{- fail (printf "podDisruptionBudget.minAvailable (%d) must be lower than autoscaling.minReplicas (%d), or no node could ever be drained" (int .Values.podDisruptionBudget.minAvailable) (int .Values.autoscaling.minReplicas)) }}
+{{- end }}
+{{- end }}
