@@ -113,6 +113,15 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 
+    /// How often `LOG_FILE` rotates; rotated files are named `<LOG_FILE>.<date-time>`.
+    #[arg(long, env = "LOG_FILE_ROTATION", value_enum, default_value_t = LogRotation::Daily)]
+    pub log_file_rotation: LogRotation,
+
+    /// Rotated log files kept; older ones are deleted.
+    #[arg(long, env = "LOG_FILE_MAX_FILES", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub log_file_max_files: u32,
+
     /// Log filter in `tracing` `EnvFilter` syntax, e.g. `info,cart_service=debug`.
     #[arg(long = "log-filter", env = "RUST_LOG", default_value = "info")]
     pub rust_log: String,
@@ -155,6 +164,53 @@ pub struct Config {
     /// Namespace (Kubernetes downward API).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub pod_namespace: String,
+
+    /// OTLP collector to export traces to, e.g. `http://otel-collector:4317`; unset means no
+    /// export (traces are still sampled, so logs and `traceparent` carry ids).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+
+    /// OTLP transport: `grpc` (port 4317) or `http/protobuf` (port 4318).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_enum, default_value_t = OtlpProtocol::Grpc)]
+    pub otel_exporter_otlp_protocol: OtlpProtocol,
+
+    /// `service.name` of every span.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "cart-service")]
+    pub otel_service_name: String,
+
+    /// Sampler: `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`,
+    /// `parentbased_always_off` or `parentbased_traceidratio`.
+    #[arg(
+        long,
+        env = "OTEL_TRACES_SAMPLER",
+        default_value = "parentbased_traceidratio"
+    )]
+    pub otel_traces_sampler: String,
+
+    /// The ratio for the traceidratio samplers, 0.0 to 1.0.
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 0.1)]
+    pub otel_traces_sampler_arg: f64,
+
+    /// Extra resource attributes, `key=value,key=value` (e.g. `deployment.environment.name=prod`).
+    #[arg(long, env = "OTEL_RESOURCE_ATTRIBUTES", default_value = "")]
+    pub otel_resource_attributes: String,
+}
+
+/// How often the log file rotates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogRotation {
+    Minutely,
+    Hourly,
+    Daily,
+    Never,
+}
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OtlpProtocol {
+    Grpc,
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
 }
 
 /// A configuration value that parsed but cannot be used; the message names the variable.
@@ -184,6 +240,25 @@ impl Config {
                 reason: format!("{} does not name a file", path.display()),
             });
         }
+        crate::telemetry::sampler(self).map_err(|reason| ConfigError {
+            variable: "OTEL_TRACES_SAMPLER",
+            reason,
+        })?;
+        if !(0.0..=1.0).contains(&self.otel_traces_sampler_arg) {
+            return Err(ConfigError {
+                variable: "OTEL_TRACES_SAMPLER_ARG",
+                reason: format!(
+                    "{} is not between 0.0 and 1.0",
+                    self.otel_traces_sampler_arg
+                ),
+            });
+        }
+        crate::telemetry::resource_attributes(&self.otel_resource_attributes).map_err(
+            |reason| ConfigError {
+                variable: "OTEL_RESOURCE_ATTRIBUTES",
+                reason,
+            },
+        )?;
         if self.stress_max_cpu_iterations == 0 && self.stress_enabled {
             return Err(ConfigError {
                 variable: "STRESS_MAX_CPU_ITERATIONS",

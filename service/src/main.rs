@@ -46,7 +46,7 @@ async fn run() -> ExitCode {
         eprintln!("cart-service: {error}");
         return ExitCode::from(2);
     }
-    let _telemetry = match telemetry::init(&config) {
+    let telemetry = match telemetry::init(&config) {
         Ok(guard) => guard,
         Err(error) => {
             eprintln!("cart-service: {error}");
@@ -67,5 +67,7 @@ async fn run() -> ExitCode {
         "cart-service started"
     );
     application.run_until_stopped(shutdown_signal()).await;
+    // Export the spans still batched, then flush the log file (exporting blocks).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     ExitCode::SUCCESS
 }

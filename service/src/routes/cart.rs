@@ -1,7 +1,9 @@
 //! The cart routes: add, read, set and remove lines, clear a cart.
 //!
 //! Handlers validate input into domain types first, then make exactly one store call per
-//! step; the store's Lua scripts do every read-then-write atomically.
+//! step; the store's Lua scripts do every read-then-write atomically. Each handler is an
+//! INTERNAL span `cart.<operation>` under the request's SERVER span, with the Redis
+//! commands as CLIENT spans beneath it.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -84,6 +86,7 @@ pub struct CartResponse {
         (status = 422, description = "Invalid id or quantity, a cap would be passed, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
+#[tracing::instrument(name = "cart.add_item", skip_all, fields(otel.kind = "internal"))]
 pub async fn add_item(
     State(state): State<AppState>,
     user_id: Result<Path<String>, PathRejection>,
@@ -147,6 +150,7 @@ pub async fn add_item(
         (status = 422, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
+#[tracing::instrument(name = "cart.get_cart", skip_all, fields(otel.kind = "internal"))]
 pub async fn get_cart(
     State(state): State<AppState>,
     user_id: Result<Path<String>, PathRejection>,
@@ -176,6 +180,7 @@ pub async fn get_cart(
         (status = 422, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
+#[tracing::instrument(name = "cart.clear_cart", skip_all, fields(otel.kind = "internal"))]
 pub async fn clear_cart(
     State(state): State<AppState>,
     user_id: Result<Path<String>, PathRejection>,
@@ -199,6 +204,7 @@ pub async fn clear_cart(
         (status = 422, description = "Invalid id or quantity, or the item cap would be passed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
+#[tracing::instrument(name = "cart.set_item", skip_all, fields(otel.kind = "internal"))]
 pub async fn set_item(
     State(state): State<AppState>,
     ids: Result<Path<(String, String)>, PathRejection>,
@@ -224,6 +230,7 @@ pub async fn set_item(
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
+#[tracing::instrument(name = "cart.remove_item", skip_all, fields(otel.kind = "internal"))]
 pub async fn remove_item(
     State(state): State<AppState>,
     ids: Result<Path<(String, String)>, PathRejection>,

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -48,6 +48,7 @@ pub fn handle() -> &'static PrometheusHandle {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics() -> impl IntoResponse {
     let handle = handle();
+    metrics::counter!("log_lines_dropped_total").absolute(crate::telemetry::logs::dropped_lines());
     handle.run_upkeep();
     (
         [(
@@ -84,6 +85,16 @@ pub async fn observe(request: Request, next: Next) -> Response {
     )
     .record(elapsed.as_secs_f64());
 
+    if let Some(operation) = cart_operation(&method, &route) {
+        let outcome = match status {
+            500.. => "error",
+            400.. => "rejected",
+            _ => "ok",
+        };
+        metrics::counter!("cart_operations_total", "operation" => operation, "outcome" => outcome)
+            .increment(1);
+    }
+
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     if status >= 500 {
         tracing::error!(target: "access", %method, %route, status, latency_ms, "request");
@@ -93,4 +104,17 @@ pub async fn observe(request: Request, next: Next) -> Response {
         tracing::info!(target: "access", %method, %route, status, latency_ms, "request");
     }
     response
+}
+
+/// The cart operation a route and method carry out, as named in `cart_operations_total`
+/// and in the `cart.<operation>` spans.
+fn cart_operation(method: &Method, route: &str) -> Option<&'static str> {
+    match (route, method.as_str()) {
+        ("/v1/cart/{user_id}", "POST") => Some("add_item"),
+        ("/v1/cart/{user_id}", "GET") => Some("get_cart"),
+        ("/v1/cart/{user_id}", "DELETE") => Some("clear_cart"),
+        ("/v1/cart/{user_id}/items/{product_id}", "PUT") => Some("set_item"),
+        ("/v1/cart/{user_id}/items/{product_id}", "DELETE") => Some("remove_item"),
+        _ => None,
+    }
 }

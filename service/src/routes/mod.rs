@@ -1,7 +1,9 @@
 //! The HTTP API: [`router`] is the one place routes and layers are assembled, so tests can
 //! drive the exact service `main` runs.
 //!
-//! Layers, outermost first: every error response becomes problem+json ([`problemify`]);
+//! Layers, outermost first: the OpenTelemetry server span (W3C context extracted from the
+//! request) and the `traceparent` response header; every error response becomes
+//! problem+json ([`problemify`]);
 //! metrics and the access log; a panic becomes a 500; the request deadline; the body-size
 //! limit; the body read timeout.
 
@@ -19,6 +21,7 @@ use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum_tracing_opentelemetry::middleware::{OtelAxumLayer, OtelInResponseLayer};
 use http_body_util::LengthLimitError;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -77,6 +80,8 @@ pub fn with_layers(
         .layer(axum::middleware::from_fn(metrics::observe))
         .layer(axum::Extension(openapi::Spec::new(spec)))
         .layer(axum::middleware::map_response(problemify))
+        .layer(OtelInResponseLayer)
+        .layer(OtelAxumLayer::default().filter(is_traced))
         .with_state(state.clone())
 }
 
@@ -119,6 +124,12 @@ impl From<PathRejection> for Error {
     fn from(rejection: PathRejection) -> Self {
         Self::BadRequest(format!("invalid path: {}", rejection.body_text()))
     }
+}
+
+/// Probes and metrics are scraped every few seconds: tracing them would bury the traces
+/// that matter.
+fn is_traced(path: &str) -> bool {
+    !matches!(path, "/livez" | "/readyz" | "/healthz" | "/metrics")
 }
 
 /// Turns any error response that is not already JSON (axum's 404/405, tower-http's 413 and

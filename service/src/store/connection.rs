@@ -17,13 +17,16 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
-use redis::{AsyncConnectionConfig, Client, ConnectionInfo, IntoConnectionInfo, RedisResult};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisResult,
+};
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use super::StoreError;
 use crate::config::Config;
@@ -48,6 +51,8 @@ pub struct RedisConnection {
 struct Inner {
     client: Client,
     config: AsyncConnectionConfig,
+    server_address: String,
+    server_port: u16,
     connect_timeout: Duration,
     current: ArcSwapOption<MultiplexedConnection>,
     wake: Notify,
@@ -75,13 +80,23 @@ pub fn connection_info(config: &Config) -> RedisResult<ConnectionInfo> {
 impl RedisConnection {
     /// Starts the supervisor, which connects in the background; returns at once.
     pub fn start(config: &Config) -> RedisResult<Self> {
-        let client = Client::open(connection_info(config)?)?;
+        let info = connection_info(config)?;
+        let (server_address, server_port) = match info.addr() {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                (host.clone(), *port)
+            }
+            ConnectionAddr::Unix(path) => (path.display().to_string(), 0),
+            _ => (String::new(), 0),
+        };
+        let client = Client::open(info)?;
         let connection_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.redis_connect_timeout()))
             .set_response_timeout(Some(config.redis_response_timeout()));
         let inner = Arc::new(Inner {
             client,
             config: connection_config,
+            server_address,
+            server_port,
             connect_timeout: config.redis_connect_timeout() + config.redis_response_timeout(),
             current: ArcSwapOption::empty(),
             wake: Notify::new(),
@@ -100,7 +115,10 @@ impl RedisConnection {
 
     /// Runs one operation on the shared connection, failing at once when there is none,
     /// and retiring the connection when the failure says it is dead.
-    pub async fn run<T, F, Fut>(&self, operation: F) -> Result<T, StoreError>
+    ///
+    /// Inside a traced request it is a CLIENT span named after `command` (never after the
+    /// keys), and every run records `redis_command_duration_seconds{command}`.
+    pub async fn run<T, F, Fut>(&self, command: &'static str, operation: F) -> Result<T, StoreError>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -109,12 +127,33 @@ impl RedisConnection {
             self.inner.wake.notify_one();
             return Err(StoreError::NotConnected);
         };
-        match operation((*connection).clone()).await {
+        let span = if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "redis",
+                otel.name = command,
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                db.system.name = "redis",
+                db.operation.name = command,
+                server.address = %self.inner.server_address,
+                server.port = self.inner.server_port,
+            )
+        };
+        let started = Instant::now();
+        let result = operation((*connection).clone())
+            .instrument(span.clone())
+            .await;
+        metrics::histogram!("redis_command_duration_seconds", "command" => command)
+            .record(started.elapsed().as_secs_f64());
+        match result {
             Ok(value) => {
                 self.inner.consecutive_timeouts.store(0, Ordering::Relaxed);
                 Ok(value)
             }
             Err(error) => {
+                span.record("otel.status_code", "ERROR");
                 if is_dead(&error, &self.inner.consecutive_timeouts) {
                     tracing::warn!(error = %error, "redis connection lost; reconnecting");
                     self.inner.current.compare_and_swap(&Some(connection), None);

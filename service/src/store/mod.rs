@@ -136,7 +136,9 @@ impl Store {
         }
         let (code, value): (i64, i64) = self
             .redis
-            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .run("EVALSHA", |mut conn| async move {
+                invocation.invoke_async(&mut conn).await
+            })
             .await?;
         match code {
             1 => Ok(Added::Total(to_u32(value)?)),
@@ -167,7 +169,9 @@ impl Store {
             .arg(self.limits.ttl_seconds);
         let result: i64 = self
             .redis
-            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .run("EVALSHA", |mut conn| async move {
+                invocation.invoke_async(&mut conn).await
+            })
             .await?;
         if result == -2 {
             Ok(None)
@@ -181,7 +185,7 @@ impl Store {
         let key = cart_key(user);
         let fields: Vec<(String, String)> = self
             .redis
-            .run(|mut conn| async move { conn.hgetall(key).await })
+            .run("HGETALL", |mut conn| async move { conn.hgetall(key).await })
             .await?;
         let mut lines = fields
             .into_iter()
@@ -199,7 +203,10 @@ impl Store {
     pub async fn clear(&self, user: &Id) -> Result<(), StoreError> {
         let key = cart_key(user);
         self.redis
-            .run(|mut conn| async move { conn.del::<_, ()>(key).await })
+            .run(
+                "DEL",
+                |mut conn| async move { conn.del::<_, ()>(key).await },
+            )
             .await
     }
 
@@ -218,7 +225,9 @@ impl Store {
             .arg(u64::try_from(IDEMPOTENCY_CLAIM_TTL.as_millis()).unwrap_or(u64::MAX));
         let reply: Vec<String> = self
             .redis
-            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .run("EVALSHA", |mut conn| async move {
+                invocation.invoke_async(&mut conn).await
+            })
             .await?;
         match reply
             .iter()
@@ -244,7 +253,9 @@ impl Store {
     /// `PING` with the connection's response timeout.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.redis
-            .run(|mut conn| async move { redis::cmd("PING").query_async::<()>(&mut conn).await })
+            .run("PING", |mut conn| async move {
+                redis::cmd("PING").query_async::<()>(&mut conn).await
+            })
             .await
     }
 }

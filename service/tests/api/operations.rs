@@ -131,32 +131,99 @@ async fn stress_disabled_is_404() {
     assert_problem(response, 404).await;
 }
 
-#[tokio::test]
-async fn metrics_count_requests_by_route_template() {
-    let app = spawn_app().await;
-    let user = unique_user();
-    app.add(&user, "p-1", 1).await;
+type Scrape = openmetrics_parser::MetricsExposition<
+    openmetrics_parser::PrometheusType,
+    openmetrics_parser::PrometheusValue,
+>;
 
+/// `/metrics`, parsed as Prometheus exposition text.
+async fn scrape(app: &crate::helpers::TestApp) -> Scrape {
     let response = app.get("/metrics").await;
-
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
-    assert!(
-        text.contains("# TYPE http_server_request_duration_seconds histogram"),
-        "{text}"
-    );
-    let line = text
-        .lines()
-        .find(|l| {
-            l.starts_with("http_server_request_duration_seconds_count")
-                && l.contains(r#"http_route="/v1/cart/{user_id}""#)
-                && l.contains(r#"http_request_method="POST""#)
+    openmetrics_parser::prometheus::parse_prometheus(&text)
+        .unwrap_or_else(|e| panic!("invalid Prometheus exposition ({e:?}):\n{text}"))
+}
+
+/// The summed value (histograms: count) of the family's samples whose labels include all of `labels`.
+fn sample(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> f64 {
+    use openmetrics_parser::PrometheusValue as V;
+    let Some(family) = scrape.families.get(family) else {
+        return 0.0;
+    };
+    family
+        .iter_samples()
+        .filter(|s| {
+            let set = s.get_labelset().unwrap();
+            labels
+                .iter()
+                .all(|(k, v)| set.get_label_value(k) == Some(*v))
         })
-        .unwrap_or_else(|| panic!("no count for POST /v1/cart/{{user_id}}: {text}"));
-    assert!(!text.contains(&user), "raw paths never become labels");
-    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(count >= 1.0, "{line}");
-    assert!(text.contains("build_info{version="), "{text}");
+        .map(|s| match &s.value {
+            V::Counter(c) => c.value.as_f64(),
+            V::Gauge(v) | V::Unknown(v) => v.as_f64(),
+            #[allow(clippy::cast_precision_loss)]
+            V::Histogram(h) => h.count.unwrap_or(0) as f64,
+            V::Summary(_) => 0.0,
+        })
+        .sum::<f64>()
+        + 0.0
+}
+
+#[tokio::test]
+async fn metrics_parse_and_move_as_requests_are_made() {
+    let app = spawn_app().await;
+    let user = unique_user();
+    let before = scrape(&app).await;
+
+    app.add(&user, "p-1", 1).await;
+    app.add(&user, "p-1", 0).await;
+    let after = scrape(&app).await;
+
+    let http = [
+        ("http_route", "/v1/cart/{user_id}"),
+        ("http_request_method", "POST"),
+        ("http_response_status_code", "200"),
+    ];
+    let ops_ok = [("operation", "add_item"), ("outcome", "ok")];
+    let ops_rejected = [("operation", "add_item"), ("outcome", "rejected")];
+    for (metric, labels) in [
+        ("http_server_request_duration_seconds", &http[..]),
+        ("cart_operations_total", &ops_ok[..]),
+        ("cart_operations_total", &ops_rejected[..]),
+        (
+            "redis_command_duration_seconds",
+            &[("command", "EVALSHA")][..],
+        ),
+    ] {
+        let (was, is) = (
+            sample(&before, metric, labels),
+            sample(&after, metric, labels),
+        );
+        assert!(
+            is >= was + 1.0,
+            "{metric} {labels:?} moved from {was} to {is}"
+        );
+    }
+    let build_info = sample(
+        &after,
+        "build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+    );
+    assert!(
+        (build_info - 1.0).abs() < f64::EPSILON,
+        "build_info {build_info}"
+    );
+    for family in after.families.values() {
+        for s in family.iter_samples() {
+            let set = s.get_labelset().unwrap();
+            assert!(
+                set.iter_values().all(|v| !v.contains(&user)),
+                "raw paths never become labels"
+            );
+        }
+    }
+    assert!(after.families.contains_key("http_server_active_requests"));
 }
 
 #[tokio::test]

@@ -1,0 +1,286 @@
+//! Log lines: the JSON format (one object a line, with the request's `trace_id` and
+//! `span_id`), the stdout layer and the rotating `LOG_FILE` layer.
+//!
+//! Both sinks go through tracing-appender's non-blocking writer: formatting happens on
+//! the request's thread, writing on a worker thread, so a slow pipe or disk never stalls
+//! a request. When a sink's buffer is full, lines are dropped and counted
+//! ([`dropped_lines`], exported as `log_lines_dropped_total`).
+
+use std::fmt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use opentelemetry::trace::TraceContextExt as _;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::rolling::{RollingFileAppender, Rotation};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, UtcTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{Config, LogFormat, LogRotation};
+
+/// Lines a sink buffers before it starts dropping.
+const BUFFERED_LINES: usize = 128_000;
+
+type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
+
+/// Lines dropped so far because a sink could not keep up.
+#[must_use]
+pub fn dropped_lines() -> u64 {
+    counters()
+        .lock()
+        .map_or(0, |c| c.iter().map(|c| c.dropped_lines() as u64).sum())
+}
+
+/// The stdout layer in `LOG_FORMAT`, filtered by `RUST_LOG`.
+pub fn stdout_layer<S>(config: &Config) -> Result<(BoxedLayer<S>, WorkerGuard), String>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let filter =
+        EnvFilter::try_new(&config.rust_log).map_err(|e| format!("invalid RUST_LOG: {e}"))?;
+    let (writer, guard) = non_blocking(std::io::stdout());
+    let layer = match config.log_format {
+        LogFormat::Json => json_layer(writer).with_filter(filter).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .pretty()
+            .with_timer(UtcTime::rfc_3339())
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+    };
+    Ok((layer, guard))
+}
+
+/// The `LOG_FILE` layer (JSON whatever `LOG_FORMAT` says, for the shipper), or `None`
+/// when `LOG_FILE` is unset; a file that cannot be opened is returned as the third value
+/// so the caller can warn once logging works.
+#[allow(clippy::type_complexity)]
+pub fn file_layer<S>(
+    config: &Config,
+) -> Result<(Option<BoxedLayer<S>>, Option<WorkerGuard>, Option<String>), String>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(path) = config.log_file.as_deref() else {
+        return Ok((None, None, None));
+    };
+    let filter =
+        EnvFilter::try_new(&config.rust_log).map_err(|e| format!("invalid RUST_LOG: {e}"))?;
+    match open_log_file(path, config.log_file_rotation, config.log_file_max_files) {
+        Ok(appender) => {
+            let (writer, guard) = non_blocking(appender);
+            Ok((
+                Some(json_layer(writer).with_filter(filter).boxed()),
+                Some(guard),
+                None,
+            ))
+        }
+        Err(error) => Ok((None, None, Some(error))),
+    }
+}
+
+/// A fmt layer writing [`JsonLines`] to `writer`.
+pub fn json_layer<S, W>(writer: W) -> impl Layer<S> + Send + Sync
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .event_format(JsonLines)
+        .with_writer(writer)
+}
+
+/// Opens the rotating appender for `path`: files `<name>.<date>` in its directory,
+/// rotated as `rotation` says, at most `max_files` kept.
+pub fn open_log_file(
+    path: &Path,
+    rotation: LogRotation,
+    max_files: u32,
+) -> Result<RollingFileAppender, String> {
+    let directory = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{} is not a file name", path.display()))?;
+    std::fs::create_dir_all(directory)
+        .map_err(|e| format!("cannot create {}: {e}", directory.display()))?;
+    let rotation = match rotation {
+        LogRotation::Minutely => Rotation::MINUTELY,
+        LogRotation::Hourly => Rotation::HOURLY,
+        LogRotation::Daily => Rotation::DAILY,
+        LogRotation::Never => Rotation::NEVER,
+    };
+    RollingFileAppender::builder()
+        .rotation(rotation)
+        .filename_prefix(name)
+        .max_log_files(usize::try_from(max_files).unwrap_or(usize::MAX))
+        .build(directory)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+/// The JSON line format: `timestamp` (RFC 3339, UTC), `level`, `target`, `message`, the
+/// event's fields, and `trace_id`/`span_id` when the event happens inside a sampled or
+/// unsampled request span. Written straight into the line buffer, without building a map.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let metadata = event.metadata();
+        writer.write_str("{\"timestamp\":\"")?;
+        UtcTime::rfc_3339().format_time(&mut writer)?;
+        write!(writer, "\",\"level\":\"{}\",\"target\":", metadata.level())?;
+        write_json_str(&mut writer, metadata.target())?;
+        let mut fields = JsonFields {
+            writer: &mut writer,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        let context = tracing::Span::current().context();
+        let span = context.span();
+        let span_context = span.span_context();
+        if span_context.is_valid() {
+            write!(
+                writer,
+                ",\"trace_id\":\"{}\",\"span_id\":\"{}\"",
+                span_context.trace_id(),
+                span_context.span_id()
+            )?;
+        }
+        writer.write_str("}\n")
+    }
+}
+
+struct JsonFields<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_, '_> {
+    fn key(&mut self, field: &Field) -> fmt::Result {
+        self.writer.write_char(',')?;
+        write_json_str(self.writer, field.name())?;
+        self.writer.write_char(':')
+    }
+
+    fn raw(&mut self, field: &Field, value: impl fmt::Display) {
+        if self.result.is_ok() {
+            self.result = self
+                .key(field)
+                .and_then(|()| write!(self.writer, "{value}"));
+        }
+    }
+}
+
+impl Visit for JsonFields<'_, '_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if value.is_finite() {
+            self.raw(field, value);
+        } else {
+            self.record_str(field, &value.to_string());
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.raw(field, value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.raw(field, value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.raw(field, value);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.result.is_ok() {
+            self.result = self
+                .key(field)
+                .and_then(|()| write_json_str(self.writer, value));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+/// Writes `value` as a JSON string, escaping what JSON requires.
+fn write_json_str(writer: &mut impl fmt::Write, value: &str) -> fmt::Result {
+    writer.write_char('"')?;
+    let mut start = 0;
+    for (index, byte) in value.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        writer.write_str(&value[start..index])?;
+        if escape.is_empty() {
+            write!(writer, "\\u{byte:04x}")?;
+        } else {
+            writer.write_str(escape)?;
+        }
+        start = index + 1;
+    }
+    writer.write_str(&value[start..])?;
+    writer.write_char('"')
+}
+
+fn non_blocking<W: std::io::Write + Send + 'static>(
+    sink: W,
+) -> (tracing_appender::non_blocking::NonBlocking, WorkerGuard) {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(BUFFERED_LINES)
+        .lossy(true)
+        .finish(sink);
+    if let Ok(mut counters) = counters().lock() {
+        counters.push(writer.error_counter());
+    }
+    (writer, guard)
+}
+
+fn counters() -> &'static std::sync::Mutex<Vec<ErrorCounter>> {
+    static COUNTERS: OnceLock<std::sync::Mutex<Vec<ErrorCounter>>> = OnceLock::new();
+    COUNTERS.get_or_init(Default::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        write_json_str(&mut out, "a\"b\\c\nd\u{1}é").unwrap();
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+        assert_eq!(
+            serde_json::from_str::<String>(&out).unwrap(),
+            "a\"b\\c\nd\u{1}é"
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! Telemetry: logs and traces, set up once by [`init`], flushed by the returned guard.
+//!
+//! - Logs ([`logs`]): one JSON object a line on stdout (or pretty lines), filtered by
+//!   `RUST_LOG`, each line written inside a request carrying its `trace_id` and `span_id`;
+//!   the same lines in `LOG_FILE` through a non-blocking, rotating writer.
+//! - Traces ([`otel`]): `tracing` spans exported over OTLP by a batch processor when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Without it nothing is exported, but spans are
+//!   still sampled so logs and the `traceparent` response header carry real ids.
+//!
+//! The two have separate filters: `RUST_LOG=warn` quiets the logs without losing traces.
+
+pub mod logs;
+pub mod otel;
+
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::Config;
+
+pub use otel::{resource_attributes, sampler};
+
+/// Keeps telemetry alive; [`TelemetryGuard::shutdown`] (or dropping it) flushes the span
+/// batch and the log file.
+#[derive(Debug)]
+#[must_use = "dropping the guard stops telemetry"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+    _file: Option<WorkerGuard>,
+    _stdout: WorkerGuard,
+}
+
+impl TelemetryGuard {
+    /// Exports the spans still batched, then stops the exporter. Blocks: call it from a
+    /// blocking context (`spawn_blocking`) or after the runtime is done.
+    pub fn shutdown(mut self) {
+        self.flush_spans();
+    }
+
+    fn flush_spans(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(error = %error, "flushing spans at shutdown failed");
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        self.flush_spans();
+    }
+}
+
+/// Installs the global subscriber and propagator. Call once, inside the Tokio runtime,
+/// before anything logs.
+pub fn init(config: &Config) -> Result<TelemetryGuard, String> {
+    let provider = otel::provider(config)?;
+    otel::install_propagator();
+    let (stdout, stdout_guard) = logs::stdout_layer(config)?;
+    let (file, file_guard, file_error) = logs::file_layer(config)?;
+    tracing_subscriber::registry()
+        .with(stdout)
+        .with(file)
+        .with(otel::layer(&provider))
+        .try_init()
+        .map_err(|e| format!("could not install the log subscriber: {e}"))?;
+    if let Some(error) = file_error {
+        tracing::warn!(error = %error, "LOG_FILE cannot be written; logging to stdout only");
+    }
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+        _file: file_guard,
+        _stdout: stdout_guard,
+    })
+}

@@ -1,0 +1,81 @@
+//! Log lines written inside a request carry that request's trace and span ids.
+
+use std::time::Duration;
+
+use crate::helpers::{eventually, spawn_app, unique_user};
+use crate::support::{captured, log_lines, spans_of, trace_id_of};
+
+#[tokio::test]
+async fn the_access_log_line_carries_the_trace_id_of_the_request() {
+    captured();
+    let app = spawn_app().await;
+    let user = unique_user();
+
+    let response = app.add(&user, "p-1", 1).await;
+    let trace_id = trace_id_of(&response);
+
+    eventually(
+        Duration::from_secs(5),
+        "the access line is logged",
+        || async {
+            log_lines()
+                .iter()
+                .any(|l| l["trace_id"] == trace_id.as_str() && l["target"] == "access")
+        },
+    )
+    .await;
+    let lines = log_lines();
+    let access = lines
+        .iter()
+        .find(|l| l["trace_id"] == trace_id.as_str() && l["target"] == "access")
+        .unwrap();
+    assert_eq!(access["message"], "request");
+    assert_eq!(access["method"], "POST");
+    assert_eq!(access["route"], "/v1/cart/{user_id}");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["level"], "INFO");
+    assert!(access["latency_ms"].is_f64());
+    let timestamp = access["timestamp"].as_str().unwrap();
+    assert!(
+        timestamp.ends_with('Z') && timestamp.contains('T'),
+        "RFC 3339 UTC: {timestamp}"
+    );
+    let span_ids: Vec<String> = spans_of(&trace_id)
+        .iter()
+        .map(|s| s.span_context.span_id().to_string())
+        .collect();
+    assert!(
+        span_ids.contains(&access["span_id"].as_str().unwrap().to_owned()),
+        "span_id {} in {span_ids:?}",
+        access["span_id"]
+    );
+}
+
+#[tokio::test]
+async fn client_errors_log_at_warn_and_lines_outside_requests_have_no_trace_id() {
+    captured();
+    let app = spawn_app().await;
+
+    let response = app.add(&unique_user(), "p-1", 0).await;
+    let trace_id = trace_id_of(&response);
+    tracing::info!(target: "outside", "not in a request");
+
+    eventually(
+        Duration::from_secs(5),
+        "the access line is logged",
+        || async {
+            log_lines()
+                .iter()
+                .any(|l| l["trace_id"] == trace_id.as_str() && l["target"] == "access")
+        },
+    )
+    .await;
+    let lines = log_lines();
+    let access = lines
+        .iter()
+        .find(|l| l["trace_id"] == trace_id.as_str() && l["target"] == "access")
+        .unwrap();
+    assert_eq!(access["level"], "WARN");
+    let outside = lines.iter().find(|l| l["target"] == "outside").unwrap();
+    assert!(outside.get("trace_id").is_none(), "{outside}");
+}
