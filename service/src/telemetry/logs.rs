@@ -284,3 +284,61 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod file_tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    #[test]
+    fn the_log_file_keeps_at_most_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for minute in 0..5 {
+            std::fs::write(
+                dir.path()
+                    .join(format!("cart-service.log.2026-01-01-00-0{minute}")),
+                "old\n",
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.path().join("unrelated.txt"), "keep me\n").unwrap();
+
+        let mut appender = open_log_file(
+            &dir.path().join("cart-service.log"),
+            LogRotation::Minutely,
+            3,
+        )
+        .unwrap();
+        writeln!(appender, "{{\"message\":\"new\"}}").unwrap();
+        appender.flush().unwrap();
+
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let logs: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with("cart-service.log"))
+            .collect();
+        assert!(logs.len() <= 3, "kept {logs:?}");
+        assert!(names.contains(&"unrelated.txt".to_owned()), "{names:?}");
+        let newest = logs.last().unwrap();
+        assert!(
+            !newest.ends_with("2026-01-01-00-04"),
+            "the current file is written: {names:?}"
+        );
+    }
+
+    #[test]
+    fn an_unwritable_log_file_is_an_error_not_a_panic() {
+        let error = open_log_file(
+            Path::new("/proc/cart-service/cart-service.log"),
+            LogRotation::Daily,
+            7,
+        )
+        .unwrap_err();
+        assert!(error.contains("/proc/cart-service"), "{error}");
+    }
+}

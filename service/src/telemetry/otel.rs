@@ -12,6 +12,8 @@ use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::runtime::Tokio;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, TracerProviderBuilder};
 use tracing::{Level, Subscriber};
 use tracing_subscriber::Layer;
@@ -28,7 +30,13 @@ pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn provider(config: &Config) -> Result<SdkTracerProvider, String> {
     let builder = provider_builder(config)?;
     Ok(match exporter(config)? {
-        Some(exporter) => builder.with_batch_exporter(exporter),
+        // The batch processor that runs on Tokio: the HTTP exporter's hyper client needs
+        // the runtime, which the SDK's default thread-based processor does not provide.
+        // Batch size and delay are the SDK defaults (512 spans, 5 s), as the seed had;
+        // OTEL_BSP_* variables adjust them.
+        Some(exporter) => {
+            builder.with_span_processor(BatchSpanProcessor::builder(exporter, Tokio).build())
+        }
         None => builder,
     }
     .build())

@@ -11,5 +11,6 @@ mod errors;
 mod faults;
 mod helpers;
 mod idempotency;
+mod logging;
 mod operations;
 mod shutdown;

@@ -1,0 +1,82 @@
+//! Logs of the real binary: JSON lines on stdout and in the rotating `LOG_FILE`, which is
+//! flushed on shutdown; an unwritable `LOG_FILE` degrades to stdout with one warning.
+
+use std::time::Duration;
+
+use crate::helpers::{Service, unique_user};
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn log_file_gets_the_same_json_lines_and_is_flushed_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_file = dir.path().join("app").join("cart-service.log");
+    let mut service = Service::start(&[("LOG_FILE", log_file.to_str().unwrap())]).await;
+    let user = unique_user();
+
+    let response = reqwest::Client::new()
+        .post(service.url(&format!("/v1/cart/{user}")))
+        .json(&serde_json::json!({"product_id": "p-1", "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    service.terminate();
+    let (status, _) = service.wait_exit(Duration::from_secs(10)).await;
+
+    assert_eq!(response.status(), 200);
+    assert!(status.success(), "{}", service.log());
+    let files: Vec<_> = std::fs::read_dir(log_file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("cart-service.log")
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let lines = json_lines(&std::fs::read_to_string(&files[0]).unwrap());
+    let access = lines
+        .iter()
+        .find(|l| l["target"] == "access" && l["route"] == "/v1/cart/{user_id}")
+        .unwrap_or_else(|| panic!("no access line in the file: {lines:?}"));
+    assert_eq!(access["status"], 200);
+    assert!(
+        access["trace_id"].as_str().is_some_and(|t| t.len() == 32),
+        "{access}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "shutdown complete"),
+        "the last lines were flushed"
+    );
+    let stdout = json_lines(&service.log());
+    assert!(
+        stdout.iter().any(|l| l["trace_id"] == access["trace_id"]),
+        "stdout has the same line"
+    );
+}
+
+#[tokio::test]
+async fn an_unwritable_log_file_degrades_to_stdout_with_one_warning() {
+    let service = Service::start(&[("LOG_FILE", "/proc/cart-service/cart-service.log")]).await;
+
+    let response = reqwest::get(service.url("/livez")).await.unwrap();
+
+    assert_eq!(response.status(), 200);
+    let warnings: Vec<serde_json::Value> = json_lines(&service.log())
+        .into_iter()
+        .filter(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("LOG_FILE"))
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", service.log());
+}
