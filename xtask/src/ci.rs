@@ -67,6 +67,12 @@ pub struct Step {
 pub fn plan() -> Vec<Step> {
     let cargo = |args: &[&str]| Invocation::new("cargo").args(args.iter().copied());
     vec![
+        // First, so every later step (and the tests) finds the pinned tools installed.
+        Step {
+            name: "tools",
+            invocation: cargo(&["xtask", "tools"]),
+            needs: None,
+        },
         Step {
             name: "fmt",
             invocation: cargo(&["fmt", "--all", "--", "--check"]),
@@ -90,6 +96,22 @@ pub fn plan() -> Vec<Step> {
             name: "test",
             invocation: cargo(&["test", "--workspace", "--locked"]),
             needs: Some(&tools::REDIS_SERVER),
+        },
+        // The chart over every ci/*-values.yaml set (the typed assertions run with the tests).
+        Step {
+            name: "helm-lint",
+            invocation: cargo(&["xtask", "chart", "lint"]),
+            needs: None,
+        },
+        Step {
+            name: "k8s-validate",
+            invocation: cargo(&["xtask", "chart", "validate"]),
+            needs: None,
+        },
+        Step {
+            name: "checkov",
+            invocation: cargo(&["xtask", "chart", "checkov"]),
+            needs: None,
         },
     ]
 }
@@ -174,6 +196,7 @@ mod tests {
         assert_eq!(
             shown,
             [
+                ("tools", "cargo xtask tools".to_owned(), None),
                 ("fmt", "cargo fmt --all -- --check".to_owned(), None),
                 (
                     "clippy",
@@ -185,6 +208,13 @@ mod tests {
                     "cargo test --workspace --locked".to_owned(),
                     Some("redis-server")
                 ),
+                ("helm-lint", "cargo xtask chart lint".to_owned(), None),
+                (
+                    "k8s-validate",
+                    "cargo xtask chart validate".to_owned(),
+                    None
+                ),
+                ("checkov", "cargo xtask chart checkov".to_owned(), None),
             ]
         );
     }
@@ -196,9 +226,13 @@ mod tests {
         assert_eq!(
             text,
             "cargo xtask ci would run, in order, every step even after a failure:\n\
-             \x20 1. fmt     cargo fmt --all -- --check\n\
-             \x20 2. clippy  cargo clippy --workspace --all-targets --locked -- -D warnings\n\
-             \x20 3. test    cargo test --workspace --locked  (first checks that redis-server is on PATH)\n"
+             \x20 1. tools   cargo xtask tools\n\
+             \x20 2. fmt     cargo fmt --all -- --check\n\
+             \x20 3. clippy  cargo clippy --workspace --all-targets --locked -- -D warnings\n\
+             \x20 4. test    cargo test --workspace --locked  (first checks that redis-server is on PATH)\n\
+             \x20 5. helm-lint cargo xtask chart lint\n\
+             \x20 6. k8s-validate cargo xtask chart validate\n\
+             \x20 7. checkov cargo xtask chart checkov\n"
         );
     }
 

@@ -19,6 +19,53 @@ pub enum Task {
     Dev(Dev),
     /// Run what CI runs: cargo fmt --check, clippy with -D warnings, then the workspace tests.
     Ci(Ci),
+    /// Write the generated files: values.schema.json, the chart README's values table, k8s/.
+    Gen(Gen),
+    /// Install the pinned tools (helm, kubernetes-validate, checkov) under target/tools.
+    Tools(Tools),
+    /// Check the Helm chart over every ci/*-values.yaml set: lint, validate or checkov.
+    Chart(Chart),
+}
+
+/// `cargo xtask gen`: values.schema.json and the README values table from the `Values`
+/// types, and `k8s/cart-service.yaml` rendered from the chart.
+#[derive(Debug, Args)]
+pub struct Gen {
+    /// Write nothing; fail, naming the files, if any generated file is out of date.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `cargo xtask tools`: install what is missing or outdated of the pinned tools.
+#[derive(Debug, Args)]
+pub struct Tools {
+    /// Reinstall every pinned tool, even those already at their pinned version.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the install commands, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cargo xtask chart <check>`: one of the chart checks CI runs.
+#[derive(Debug, Args)]
+pub struct Chart {
+    #[command(subcommand)]
+    pub check: ChartCheck,
+    /// Print the commands, and run nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+}
+
+/// The chart checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum ChartCheck {
+    /// helm lint --strict with each ci values file.
+    Lint,
+    /// Render each ci values file and validate it strictly against Kubernetes 1.29 and the newest schemas.
+    Validate,
+    /// Render each ci values file and run checkov's Kubernetes checks; any failed check fails.
+    Checkov,
 }
 
 /// `cargo xtask dev`: start a private redis-server on a free loopback port, then

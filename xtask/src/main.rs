@@ -6,11 +6,15 @@
 // guards the service, where output belongs in the logs.
 #![allow(clippy::print_stdout)]
 
+mod chart;
 mod ci;
+mod codegen;
 mod command;
 mod dev;
 mod flags;
+mod install;
 mod tools;
+mod values;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -34,6 +38,9 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
     match flags.task {
         flags::Task::Dev(task) => task.run(&sh),
         flags::Task::Ci(task) => task.run(&sh),
+        flags::Task::Gen(task) => task.run(&sh),
+        flags::Task::Tools(task) => task.run(&sh),
+        flags::Task::Chart(task) => task.run(&sh),
     }
 }
 

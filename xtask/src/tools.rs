@@ -23,6 +23,87 @@ pub static REDIS_SERVER: Tool = Tool {
     install: "install it with `apt-get install redis-server` (or run `bash .ci/run`, which installs it)",
 };
 
+/// The tools the project installs itself, under `target/tools`, each at a pinned version:
+/// the one place those versions live. `cargo xtask tools` installs what is missing or
+/// outdated (`cargo xtask ci` runs it first); `Pinned::require` says to run it.
+pub static PINNED: [&Pinned; 3] = [&PINNED_HELM, &PINNED_KUBERNETES_VALIDATE, &PINNED_CHECKOV];
+
+/// Helm, built from the Go module proxy, for the chart checks and `cargo xtask gen`.
+pub static PINNED_HELM: Pinned = Pinned {
+    name: "helm",
+    version: "v3.22.0",
+    source: Source::GoModule("helm.sh/helm/v3/cmd/helm"),
+};
+
+/// `kubernetes-validate` from `PyPI`: strict validation against bundled Kubernetes schemas.
+pub static PINNED_KUBERNETES_VALIDATE: Pinned = Pinned {
+    name: "kubernetes-validate",
+    version: "1.37.0",
+    source: Source::PyPi("kubernetes-validate"),
+};
+
+/// `checkov` from `PyPI`: security checks of the rendered manifests.
+pub static PINNED_CHECKOV: Pinned = Pinned {
+    name: "checkov",
+    version: "3.3.30",
+    source: Source::PyPi("checkov"),
+};
+
+/// A tool installed under `target/tools` at a pinned version.
+#[derive(Debug)]
+pub struct Pinned {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub source: Source,
+}
+
+/// Where a pinned tool comes from.
+#[derive(Debug)]
+pub enum Source {
+    /// `go install <package>@<version>` into `target/tools/bin`.
+    GoModule(&'static str),
+    /// `pip install <package>==<version>` into the venv `target/tools/venv`.
+    PyPi(&'static str),
+}
+
+impl Pinned {
+    /// Where the installed program lives.
+    pub fn path(&self) -> PathBuf {
+        let dir = match self.source {
+            Source::GoModule(_) => "target/tools/bin",
+            Source::PyPi(_) => "target/tools/venv/bin",
+        };
+        crate::workspace_root().join(dir).join(self.name)
+    }
+
+    /// The file recording which version is installed, so a bumped pin reinstalls.
+    pub fn stamp(&self) -> PathBuf {
+        crate::workspace_root()
+            .join("target/tools/stamps")
+            .join(self.name)
+    }
+
+    /// Whether the pinned version is installed.
+    pub fn is_installed(&self) -> bool {
+        is_executable(&self.path())
+            && std::fs::read_to_string(self.stamp()).is_ok_and(|v| v.trim() == self.version)
+    }
+
+    /// The installed program, or an error that names it and says how to install it.
+    pub fn require(&self) -> anyhow::Result<PathBuf> {
+        if self.is_installed() {
+            return Ok(self.path());
+        }
+        Err(anyhow!(
+            "{} {} not installed at {}: run `cargo xtask tools` to install the pinned version \
+             (`cargo xtask ci` does that first)",
+            self.name,
+            self.version,
+            self.path().display()
+        ))
+    }
+}
+
 impl Tool {
     /// The tool's path on the shell's `PATH`, or an error saying how to install it.
     pub fn require(&self, sh: &Shell) -> anyhow::Result<PathBuf> {
