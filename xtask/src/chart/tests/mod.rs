@@ -53,6 +53,15 @@ impl Rendered {
         pod_spec_of(self.deployment(""))
     }
 
+    /// The cart-service container of the cart-service Deployment.
+    pub fn api_container(&self) -> &Container {
+        self.api_pod()
+            .containers
+            .iter()
+            .find(|c| c.name == "cart-service")
+            .expect("a cart-service container")
+    }
+
     /// Every pod spec of the render, named by its owner.
     pub fn pod_specs(&self) -> Vec<(String, &PodSpec)> {
         let name = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {

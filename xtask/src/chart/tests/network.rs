@@ -61,12 +61,7 @@ fn redis_password_is_referenced_from_the_secret_and_never_inlined() {
         .expect("password");
     let password = String::from_utf8(password.0.clone()).expect("utf-8 password");
 
-    let container = rendered
-        .api_pod()
-        .containers
-        .iter()
-        .find(|c| c.name == "cart-service")
-        .expect("container");
+    let container = rendered.api_container();
     let env: Vec<_> = container.env.iter().flatten().collect();
     let at = |name: &str| env.iter().position(|e| e.name == name).expect(name);
     let key_ref = env[at("REDIS_PASSWORD")]
@@ -100,12 +95,7 @@ fn redis_password_is_referenced_from_the_secret_and_never_inlined() {
 #[test]
 fn external_redis_url_uses_tls_and_the_given_secret() {
     let rendered = render_set("external-redis", &[]);
-    let container = rendered
-        .api_pod()
-        .containers
-        .iter()
-        .find(|c| c.name == "cart-service")
-        .expect("container");
+    let container = rendered.api_container();
 
     assert!(rendered.stateful_sets.is_empty() && rendered.secrets.is_empty());
     assert_eq!(
@@ -195,12 +185,7 @@ fn test_pods_are_covered_by_their_own_policy() {
 #[test]
 fn without_the_collector_the_service_exports_to_the_given_endpoint() {
     let rendered = render_set("collector-off", &[]);
-    let container = rendered
-        .api_pod()
-        .containers
-        .iter()
-        .find(|c| c.name == "cart-service")
-        .expect("container");
+    let container = rendered.api_container();
 
     assert!(rendered.deployments.iter().all(|d| {
         !d.metadata

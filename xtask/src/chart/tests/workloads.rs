@@ -1,23 +1,12 @@
 //! Assertions on the workloads: the service's environment and probes, the restricted
 //! profile and resources of every container, the HPA, the log shipper and Redis storage.
 
-use k8s_openapi::api::core::v1::Container;
-
-use super::{Rendered, all_containers, env_value, render_every_set, render_set};
-
-fn api_container(rendered: &Rendered) -> &Container {
-    rendered
-        .api_pod()
-        .containers
-        .iter()
-        .find(|c| c.name == "cart-service")
-        .expect("a cart-service container")
-}
+use super::{all_containers, env_value, render_every_set, render_set};
 
 #[test]
 fn downward_api_fills_pod_node_namespace_and_ip_and_the_otel_resource() {
     let rendered = render_set("default", &[]);
-    let container = api_container(&rendered);
+    let container = rendered.api_container();
 
     for (name, path) in [
         ("POD_NAME", "metadata.name"),
@@ -47,7 +36,7 @@ fn downward_api_fills_pod_node_namespace_and_ip_and_the_otel_resource() {
 #[test]
 fn probes_use_livez_for_startup_and_liveness_and_readyz_for_readiness() {
     let rendered = render_set("default", &[]);
-    let container = api_container(&rendered);
+    let container = rendered.api_container();
 
     let path = |probe: Option<&k8s_openapi::api::core::v1::Probe>| {
         probe
@@ -151,7 +140,7 @@ fn with_the_hpa_off_the_deployment_sets_its_replicas() {
 #[test]
 fn shutdown_fits_in_the_grace_period_with_room_for_the_flush() {
     let rendered = render_set("default", &[]);
-    let container = api_container(&rendered);
+    let container = rendered.api_container();
 
     let seconds = |name| {
         env_value(container, name)
@@ -185,7 +174,7 @@ fn log_shipper_is_a_native_sidecar_tailing_the_rotated_log_files() {
     assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
     assert!(sidecar.liveness_probe.is_some() && sidecar.readiness_probe.is_some());
     assert_eq!(
-        env_value(api_container(&rendered), "LOG_FILE"),
+        env_value(rendered.api_container(), "LOG_FILE"),
         Some("/var/log/app/cart-service.log")
     );
     let logs = pod
