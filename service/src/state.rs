@@ -1,4 +1,4 @@
-//! `AppState`: what every handler shares. Cheap to clone (a few `Arc`s).
+//! `AppState`: what every handler shares. Cheap to clone (one `Arc`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,26 +8,39 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::store::Store;
 
-/// Shared state of the running service.
+/// Shared state of the running service: one `Arc`, because axum clones the state for
+/// every request.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Inner>);
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct Inner {
     pub store: Store,
-    pub config: Arc<Config>,
+    pub config: Config,
     /// Bounds concurrent `/stress` requests; a request that finds no permit gets 429.
     pub stress_permits: Arc<Semaphore>,
-    shutting_down: Arc<AtomicBool>,
+    shutting_down: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
 }
 
 impl AppState {
     #[must_use]
     pub fn new(store: Store, config: Config) -> Self {
         let permits = usize::try_from(config.stress_max_concurrency).unwrap_or(1);
-        Self {
+        Self(Arc::new(Inner {
             store,
-            config: Arc::new(config),
+            config,
             stress_permits: Arc::new(Semaphore::new(permits)),
-            shutting_down: Arc::new(AtomicBool::new(false)),
-        }
+            shutting_down: AtomicBool::new(false),
+        }))
     }
 
     /// The first step of shutdown: from now on `/readyz` answers 503.

@@ -11,12 +11,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use crate::domain::{self, Id, IdempotencyKey};
 use crate::error::{Error, Problem, Result};
 use crate::state::AppState;
 use crate::store::{Added, Claim};
+use crate::telemetry;
 
 /// The request header that makes a POST safe to retry.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -86,60 +88,63 @@ pub struct CartResponse {
         (status = 422, description = "Invalid id or quantity, a cap would be passed, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(name = "cart.add_item", skip_all, fields(otel.kind = "internal"))]
 pub async fn add_item(
     State(state): State<AppState>,
     user_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Json<AddItemRequest>, JsonRejection>,
 ) -> Result<Response> {
-    let Json(body) = body?;
-    let user = Id::parse("user_id", user_id?.0)?;
-    let product = Id::parse("product_id", body.product_id)?;
-    let max_quantity = state.store.limits().max_quantity;
-    let quantity = domain::quantity(body.quantity, false, max_quantity)?;
-    let key = headers
-        .get(IDEMPOTENCY_KEY)
-        .map(|v| IdempotencyKey::parse(v.as_bytes()))
-        .transpose()?;
+    async move {
+        let Json(body) = body?;
+        let user = Id::parse("user_id", user_id?.0)?;
+        let product = Id::parse("product_id", body.product_id)?;
+        let max_quantity = state.store.limits().max_quantity;
+        let quantity = domain::quantity(body.quantity, false, max_quantity)?;
+        let key = headers
+            .get(IDEMPOTENCY_KEY)
+            .map(|v| IdempotencyKey::parse(v.as_bytes()))
+            .transpose()?;
 
-    let token = match &key {
-        None => None,
-        Some(key) => match state
+        let token = match &key {
+            None => None,
+            Some(key) => match state
+                .store
+                .claim(&user, key, &domain::add_fingerprint(&product, quantity))
+                .await?
+            {
+                Claim::Claimed(token) => Some(token),
+                Claim::Mismatch => {
+                    return Err(Error::invalid(
+                        "Idempotency-Key",
+                        "was already used with a different request body",
+                    ));
+                }
+                Claim::InFlight => return Err(in_flight()),
+                Claim::Done { status, quantity } => {
+                    return Ok(replay(status, line(&user, &product, quantity)));
+                }
+            },
+        };
+
+        let claimed = key.as_ref().zip(token.as_deref());
+        match state
             .store
-            .claim(&user, key, &domain::add_fingerprint(&product, quantity))
+            .add_item(&user, &product, quantity, claimed)
             .await?
         {
-            Claim::Claimed(token) => Some(token),
-            Claim::Mismatch => {
-                return Err(Error::invalid(
-                    "Idempotency-Key",
-                    "was already used with a different request body",
-                ));
-            }
-            Claim::InFlight => return Err(in_flight()),
-            Claim::Done { status, quantity } => {
-                return Ok(replay(status, line(&user, &product, quantity)));
-            }
-        },
-    };
-
-    let claimed = key.as_ref().zip(token.as_deref());
-    match state
-        .store
-        .add_item(&user, &product, quantity, claimed)
-        .await?
-    {
-        Added::Total(total) => Ok(Json(line(&user, &product, total)).into_response()),
-        Added::QuantityCap { current } => Err(Error::invalid(
-            "quantity",
-            format!(
-                "the line holds {current}; adding {quantity} would pass the limit of {max_quantity}"
-            ),
-        )),
-        Added::ItemCap => Err(item_cap(&state)),
-        Added::ClaimLost => Err(in_flight()),
+            Added::Total(total) => Ok(Json(line(&user, &product, total)).into_response()),
+            Added::QuantityCap { current } => Err(Error::invalid(
+                "quantity",
+                format!(
+                    "the line holds {current}; adding {quantity} would pass the limit of {max_quantity}"
+                ),
+            )),
+            Added::ItemCap => Err(item_cap(&state)),
+            Added::ClaimLost => Err(in_flight()),
+        }
     }
+    .instrument(telemetry::internal_span("cart.add_item"))
+    .await
 }
 
 /// Read a cart; an unknown cart is empty.
@@ -150,26 +155,29 @@ pub async fn add_item(
         (status = 422, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(name = "cart.get_cart", skip_all, fields(otel.kind = "internal"))]
 pub async fn get_cart(
     State(state): State<AppState>,
     user_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CartResponse>> {
-    let user = Id::parse("user_id", user_id?.0)?;
-    let lines = state.store.get_cart(&user).await?;
-    let total_quantity = lines.iter().map(|(_, q)| u64::from(*q)).sum();
-    let items = lines
-        .into_iter()
-        .map(|(product_id, quantity)| CartItem {
-            product_id,
-            quantity,
-        })
-        .collect();
-    Ok(Json(CartResponse {
-        user_id: user.into_string(),
-        items,
-        total_quantity,
-    }))
+    async move {
+        let user = Id::parse("user_id", user_id?.0)?;
+        let lines = state.store.get_cart(&user).await?;
+        let total_quantity = lines.iter().map(|(_, q)| u64::from(*q)).sum();
+        let items = lines
+            .into_iter()
+            .map(|(product_id, quantity)| CartItem {
+                product_id,
+                quantity,
+            })
+            .collect();
+        Ok(Json(CartResponse {
+            user_id: user.into_string(),
+            items,
+            total_quantity,
+        }))
+    }
+    .instrument(telemetry::internal_span("cart.get_cart"))
+    .await
 }
 
 /// Delete a whole cart (idempotent).
@@ -180,14 +188,17 @@ pub async fn get_cart(
         (status = 422, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(name = "cart.clear_cart", skip_all, fields(otel.kind = "internal"))]
 pub async fn clear_cart(
     State(state): State<AppState>,
     user_id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode> {
-    let user = Id::parse("user_id", user_id?.0)?;
-    state.store.clear(&user).await?;
-    Ok(StatusCode::NO_CONTENT)
+    async move {
+        let user = Id::parse("user_id", user_id?.0)?;
+        state.store.clear(&user).await?;
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .instrument(telemetry::internal_span("cart.clear_cart"))
+    .await
 }
 
 /// Set a line to an exact quantity; 0 removes it.
@@ -204,19 +215,22 @@ pub async fn clear_cart(
         (status = 422, description = "Invalid id or quantity, or the item cap would be passed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(name = "cart.set_item", skip_all, fields(otel.kind = "internal"))]
 pub async fn set_item(
     State(state): State<AppState>,
     ids: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<SetItemRequest>, JsonRejection>,
 ) -> Result<Json<LineResponse>> {
-    let Json(body) = body?;
-    let (user, product) = parse_ids(ids?.0)?;
-    let quantity = domain::quantity(body.quantity, true, state.store.limits().max_quantity)?;
-    match state.store.set_item(&user, &product, quantity).await? {
-        Some(quantity) => Ok(Json(line(&user, &product, quantity))),
-        None => Err(item_cap(&state)),
+    async move {
+        let Json(body) = body?;
+        let (user, product) = parse_ids(ids?.0)?;
+        let quantity = domain::quantity(body.quantity, true, state.store.limits().max_quantity)?;
+        match state.store.set_item(&user, &product, quantity).await? {
+            Some(quantity) => Ok(Json(line(&user, &product, quantity))),
+            None => Err(item_cap(&state)),
+        }
     }
+    .instrument(telemetry::internal_span("cart.set_item"))
+    .await
 }
 
 /// Remove a line (idempotent).
@@ -230,14 +244,17 @@ pub async fn set_item(
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-#[tracing::instrument(name = "cart.remove_item", skip_all, fields(otel.kind = "internal"))]
 pub async fn remove_item(
     State(state): State<AppState>,
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode> {
-    let (user, product) = parse_ids(ids?.0)?;
-    state.store.set_item(&user, &product, 0).await?;
-    Ok(StatusCode::NO_CONTENT)
+    async move {
+        let (user, product) = parse_ids(ids?.0)?;
+        state.store.set_item(&user, &product, 0).await?;
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .instrument(telemetry::internal_span("cart.remove_item"))
+    .await
 }
 
 fn parse_ids((user_id, product_id): (String, String)) -> Result<(Id, Id)> {

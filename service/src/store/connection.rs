@@ -116,7 +116,7 @@ impl RedisConnection {
     /// Runs one operation on the shared connection, failing at once when there is none,
     /// and retiring the connection when the failure says it is dead.
     ///
-    /// Inside a traced request it is a CLIENT span named after `command` (never after the
+    /// Inside a sampled request it is a CLIENT span named after `command` (never after the
     /// keys), and every run records `redis_command_duration_seconds{command}`.
     pub async fn run<T, F, Fut>(&self, command: &'static str, operation: F) -> Result<T, StoreError>
     where
@@ -127,9 +127,7 @@ impl RedisConnection {
             self.inner.wake.notify_one();
             return Err(StoreError::NotConnected);
         };
-        let span = if tracing::Span::current().is_none() {
-            tracing::Span::none()
-        } else {
+        let span = if crate::telemetry::is_sampled() {
             tracing::info_span!(
                 "redis",
                 otel.name = command,
@@ -140,6 +138,8 @@ impl RedisConnection {
                 server.address = %self.inner.server_address,
                 server.port = self.inner.server_port,
             )
+        } else {
+            tracing::Span::none()
         };
         let started = Instant::now();
         let result = operation((*connection).clone())

@@ -66,6 +66,8 @@ where
         .with_tracer(tracer)
         .with_location(false)
         .with_threads(false)
+        // Busy/idle time attributes cost two clock reads on every poll of every span.
+        .with_tracked_inactivity(false)
         .with_target(false)
         .with_filter(tracing_subscriber::filter::filter_fn(is_span).and(spans))
 }

@@ -286,3 +286,38 @@ async fn probes_and_metrics_are_not_traced() {
         .collect();
     assert!(new_spans.is_empty(), "probe spans: {new_spans:?}");
 }
+
+#[tokio::test]
+async fn a_caller_that_did_not_sample_gets_no_spans_exported() {
+    captured();
+    let app = spawn_app().await;
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
+
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/cart/{}", unique_user())))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-00"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        trace_id_of(&response),
+        trace_id,
+        "the trace id still propagates"
+    );
+    let flags = response.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(flags, "00", "and stays unsampled");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        spans_of(trace_id).is_empty(),
+        "parent-based sampling follows the caller"
+    );
+}

@@ -14,20 +14,22 @@ if record and redis.call('HGET', record, 'token') ~= ARGV[6] then
   return {-3, 0}
 end
 
-local current = tonumber(redis.call('HGET', cart, product) or 0)
-local total = current + add
+-- HINCRBY first: most adds pass both caps, and undoing inside the script is invisible to
+-- everyone else, since a script runs atomically. This is one call fewer than HGET + HSET.
+local total = redis.call('HINCRBY', cart, product, add)
 local code, value = 1, total
 if total > max_quantity then
-  code, value = -1, current
-elseif current == 0 then
+  code, value = -1, total - add
+  if value == 0 then redis.call('HDEL', cart, product) else redis.call('HINCRBY', cart, product, -add) end
+elseif total == add then
   local items = redis.call('HLEN', cart)
-  if items >= max_items then
-    code, value = -2, items
+  if items > max_items then
+    code, value = -2, items - 1
+    redis.call('HDEL', cart, product)
   end
 end
 
 if code == 1 then
-  redis.call('HSET', cart, product, total)
   if ttl > 0 then redis.call('EXPIRE', cart, ttl) else redis.call('PERSIST', cart) end
 end
 
