@@ -11,7 +11,7 @@ use xshell::Shell;
 
 use crate::command::Invocation;
 use crate::flags;
-use crate::tools::{self, Tool};
+use crate::tools::{self, Pinned, Tool};
 
 impl flags::Ci {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
@@ -91,6 +91,27 @@ pub fn plan() -> Vec<Step> {
             ]),
             needs: None,
         },
+        // The Dockerfile, compose and k6 checks take seconds: before the tests.
+        Step {
+            name: "hadolint",
+            invocation: pinned(&tools::PINNED_HADOLINT).args(["Dockerfile"]),
+            needs: None,
+        },
+        Step {
+            name: "compose",
+            invocation: pinned(&tools::PINNED_CHECK_JSONSCHEMA).args([
+                "--schemafile",
+                COMPOSE_SCHEMA,
+                "docker-compose.yml",
+            ]),
+            needs: None,
+        },
+        // scripts/package.json makes the script an ES module, so node parses it strictly.
+        Step {
+            name: "k6-syntax",
+            invocation: Invocation::new("node").args(["--check", "scripts/k6-load-test.js"]),
+            needs: Some(&tools::NODE),
+        },
         // The service's integration tests start their own redis-server on a free port.
         Step {
             name: "test",
@@ -113,13 +134,50 @@ pub fn plan() -> Vec<Step> {
             invocation: cargo(&["xtask", "chart", "checkov"]),
             needs: None,
         },
+        // The Dockerfile's build command, so an image build cannot fail where CI passed.
+        Step {
+            name: "release",
+            invocation: cargo(&["build", "--release", "--locked", "-p", "cart-service"]),
+            needs: None,
+        },
     ]
+}
+
+/// The Compose specification's schema, in the `shared/` directory beside the checkout.
+pub const COMPOSE_SCHEMA: &str = "../shared/schemas/compose-spec.json";
+
+/// A pinned tool's program, relative to the workspace root where steps run.
+fn pinned(tool: &Pinned) -> Invocation {
+    let path = tool.path();
+    let relative = path.strip_prefix(crate::workspace_root()).unwrap_or(&path);
+    Invocation::new(&relative.display().to_string())
 }
 
 impl Step {
     fn run(&self, sh: &Shell) -> anyhow::Result<()> {
         if let Some(tool) = self.needs {
             tool.require(sh)?;
+        }
+        let program = &self.invocation.program;
+        if let Some(tool) = tools::PINNED
+            .iter()
+            .find(|tool| pinned(tool).program == *program)
+        {
+            tool.require()?;
+        }
+        // Files from outside the checkout are the ones a fresh clone can lack.
+        for input in self
+            .invocation
+            .args
+            .iter()
+            .filter(|arg| arg.starts_with("../"))
+        {
+            if !sh.current_dir().join(input).exists() {
+                bail!(
+                    "{input} not found: it comes from the shared/ directory beside the checkout \
+                     (resolved against the workspace root's parent)"
+                );
+            }
         }
         // Quiet: the header above already shows the command line.
         self.invocation.to_cmd(sh).quiet().run()?;
@@ -204,6 +262,23 @@ mod tests {
                     None
                 ),
                 (
+                    "hadolint",
+                    "target/tools/venv/bin/hadolint Dockerfile".to_owned(),
+                    None
+                ),
+                (
+                    "compose",
+                    "target/tools/venv/bin/check-jsonschema --schemafile \
+                     ../shared/schemas/compose-spec.json docker-compose.yml"
+                        .to_owned(),
+                    None
+                ),
+                (
+                    "k6-syntax",
+                    "node --check scripts/k6-load-test.js".to_owned(),
+                    Some("node")
+                ),
+                (
                     "test",
                     "cargo test --workspace --locked".to_owned(),
                     Some("redis-server")
@@ -215,6 +290,11 @@ mod tests {
                     None
                 ),
                 ("checkov", "cargo xtask chart checkov".to_owned(), None),
+                (
+                    "release",
+                    "cargo build --release --locked -p cart-service".to_owned(),
+                    None
+                ),
             ]
         );
     }
@@ -229,10 +309,54 @@ mod tests {
              \x20 1. tools   cargo xtask tools\n\
              \x20 2. fmt     cargo fmt --all -- --check\n\
              \x20 3. clippy  cargo clippy --workspace --all-targets --locked -- -D warnings\n\
-             \x20 4. test    cargo test --workspace --locked  (first checks that redis-server is on PATH)\n\
-             \x20 5. helm-lint cargo xtask chart lint\n\
-             \x20 6. k8s-validate cargo xtask chart validate\n\
-             \x20 7. checkov cargo xtask chart checkov\n"
+             \x20 4. hadolint target/tools/venv/bin/hadolint Dockerfile\n\
+             \x20 5. compose target/tools/venv/bin/check-jsonschema --schemafile ../shared/schemas/compose-spec.json docker-compose.yml\n\
+             \x20 6. k6-syntax node --check scripts/k6-load-test.js  (first checks that node is on PATH)\n\
+             \x20 7. test    cargo test --workspace --locked  (first checks that redis-server is on PATH)\n\
+             \x20 8. helm-lint cargo xtask chart lint\n\
+             \x20 9. k8s-validate cargo xtask chart validate\n\
+             \x20 10. checkov cargo xtask chart checkov\n\
+             \x20 11. release cargo build --release --locked -p cart-service\n"
+        );
+    }
+
+    #[test]
+    fn the_dockerfile_builds_with_the_release_steps_command() {
+        let dockerfile =
+            std::fs::read_to_string(crate::workspace_root().join("Dockerfile")).unwrap();
+        let release = plan()
+            .into_iter()
+            .find(|step| step.name == "release")
+            .unwrap();
+
+        let command = release.invocation.to_string();
+
+        assert!(
+            dockerfile.contains(&format!("RUN {command}")),
+            "the Dockerfile does not run `{command}`"
+        );
+    }
+
+    #[test]
+    fn a_missing_shared_schema_fails_with_a_message_naming_it() {
+        let sh = Shell::new().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let checkout = root.path().join("main");
+        std::fs::create_dir(&checkout).unwrap();
+        sh.change_dir(&checkout);
+        let step = Step {
+            name: "compose",
+            invocation: Invocation::new("true").args(["--schemafile", COMPOSE_SCHEMA]),
+            needs: None,
+        };
+
+        let error = step.run(&sh).unwrap_err().to_string();
+
+        assert!(
+            error.starts_with(
+                "../shared/schemas/compose-spec.json not found: it comes from the shared/ directory"
+            ),
+            "{error}"
         );
     }
 

@@ -19,12 +19,26 @@ pub enum Task {
     Dev(Dev),
     /// Run what CI runs: cargo fmt --check, clippy with -D warnings, then the workspace tests.
     Ci(Ci),
+    /// Build the cart-service image with docker, tagged with the crate version and git sha.
+    Image(Image),
+    /// Create a kind cluster, load the image, install metrics-server and the chart, wait until ready.
+    KindUp(KindUp),
+    /// Delete the kind cluster that kind-up created.
+    KindDown(KindDown),
+    /// helm upgrade --install the chart into the current kubeconfig context, then wait until ready.
+    Deploy(Deploy),
+    /// Port-forward to the release with kube-rs and run k6 with scripts/k6-load-test.js.
+    K6(K6),
+    /// Drive /stress and print the HorizontalPodAutoscaler live until it reaches max replicas.
+    HpaDemo(HpaDemo),
     /// Write the generated files: values.schema.json, the chart README's values table, k8s/.
     Gen(Gen),
     /// Install the pinned tools (helm, kubernetes-validate, checkov) under target/tools.
     Tools(Tools),
     /// Check the Helm chart over every ci/*-values.yaml set: lint, validate or checkov.
     Chart(Chart),
+    /// Load-test a release build with wrk beside redis-benchmark; write target/bench/ reports.
+    Bench(Bench),
 }
 
 /// `cargo xtask gen`: values.schema.json and the README values table from the `Values`
@@ -84,6 +98,148 @@ pub struct Dev {
 #[derive(Debug, Args)]
 pub struct Ci {
     /// Print the steps that would run, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cargo xtask image`: `docker build` of the Dockerfile.
+#[derive(Debug, Args)]
+pub struct Image {
+    /// Image reference to build; default `cart-service:<crate version>-<git sha>`.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Print the programs, arguments and environment that would run, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cargo xtask kind-up`: a local cluster running the chart, ready for `k6` and `hpa-demo`.
+#[derive(Debug, Args)]
+pub struct KindUp {
+    /// kind cluster name; its kubeconfig context is `kind-<name>`.
+    #[arg(long, default_value = "cart")]
+    pub name: String,
+    /// Load the image already built (`--tag`, or the default tag) instead of building it.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Image reference to build and load; default `cart-service:<crate version>-<git sha>`.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Seconds to wait for the workloads to become ready.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Print the programs, arguments and environment that would run, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cargo xtask kind-down`: delete the kind cluster, if it exists.
+#[derive(Debug, Args)]
+pub struct KindDown {
+    /// kind cluster name.
+    #[arg(long, default_value = "cart")]
+    pub name: String,
+    /// Print the programs, arguments and environment that would run, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Which Helm release the cluster tasks act on.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// Helm release name.
+    #[arg(long, default_value = "cart")]
+    pub release: String,
+    /// Namespace of the release.
+    #[arg(long, default_value = "cart")]
+    pub namespace: String,
+    /// kubeconfig context; default the current one.
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+/// `cargo xtask deploy`: the chart into whatever cluster kubeconfig points at.
+#[derive(Debug, Args)]
+pub struct Deploy {
+    #[command(flatten)]
+    pub target: ReleaseArgs,
+    /// Extra values files for helm, in order (repeatable).
+    #[arg(long = "values", short = 'f')]
+    pub values: Vec<String>,
+    /// Image reference to deploy (`repository:tag`); default the chart's.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Seconds to wait for the workloads to become ready.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Print the programs, arguments and environment that would run, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cargo xtask k6`: load-test the release through a kube-rs port-forward.
+#[derive(Debug, Args)]
+pub struct K6 {
+    #[command(flatten)]
+    pub target: ReleaseArgs,
+    /// Constant virtual users (with --duration); default the script's ramp, which pushes the HPA to max.
+    #[arg(long, requires = "duration")]
+    pub vus: Option<u32>,
+    /// How long the constant load lasts, in k6 syntax (30s, 5m); needs --vus.
+    #[arg(long, requires = "vus")]
+    pub duration: Option<String>,
+    /// Local port the port-forward listens on (127.0.0.1).
+    #[arg(long, default_value_t = 18080)]
+    pub local_port: u16,
+    /// Print the programs, arguments and environment that would run, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cargo xtask hpa-demo`: CPU load through /stress while the HPA table prints.
+#[derive(Debug, Args)]
+pub struct HpaDemo {
+    #[command(flatten)]
+    pub target: ReleaseArgs,
+    /// Stress requests in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// `cpu_iterations` of each /stress request (about 1 ms of CPU each).
+    #[arg(long, default_value_t = 2000)]
+    pub cpu_iterations: u32,
+    /// Seconds of load before giving up on reaching max replicas.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Seconds to keep watching after the load stops, for the scale-down to begin.
+    #[arg(long, default_value_t = 360)]
+    pub cooldown: u64,
+    /// Print the plan, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cargo xtask bench`: the release build under wrk, beside redis-benchmark on the same
+/// Redis in the same run, plus startup, memory and observability costs.
+#[derive(Debug, Args)]
+pub struct Bench {
+    /// Seconds of load per scenario and concurrency level.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub duration: u64,
+    /// Connection counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64, 256],
+          value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    pub connections: Vec<u32>,
+    /// Scenarios to run, comma-separated; default all.
+    #[arg(long, value_delimiter = ',', value_enum,
+          default_values_t = crate::bench::Scenario::ALL)]
+    pub scenario: Vec<crate::bench::Scenario>,
+    /// Directory the Markdown, JSON and SVG reports go to.
+    #[arg(long, default_value = "target/bench")]
+    pub out: std::path::PathBuf,
+    /// Evaluate the performance budget of issue 6 and fail on a miss.
+    #[arg(long)]
+    pub check: bool,
+    /// Print the programs, arguments and environment that would run, and run nothing.
     #[arg(long)]
     pub dry_run: bool,
 }

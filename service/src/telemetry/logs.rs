@@ -24,8 +24,10 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{Config, LogFormat, LogRotation};
 
-/// Lines a sink buffers before it starts dropping.
-const BUFFERED_LINES: usize = 128_000;
+/// Lines a sink buffers before it starts dropping: half a second of access lines at 30 000
+/// requests/s. The channel allocates and touches every slot up front (tracing-appender's
+/// default of 128 000 cost 5 MiB of resident memory per sink, idle).
+const BUFFERED_LINES: usize = 16_384;
 
 type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
 

@@ -1,0 +1,84 @@
+//! A plausible [`Report`] for the unit tests of the budget, the Markdown and the chart:
+//! `add`, `get` and `health` at 16 and 64 connections, inside every budget line.
+
+use super::loadgen::{Errors, HttpResult, RedisResult};
+use super::report::{Machine, Observability, ObservedRun, Point, Report, Startup};
+
+fn http(rps: f64, p99_ms: f64) -> HttpResult {
+    HttpResult {
+        requests: 100_000,
+        seconds: 5.0,
+        rps,
+        p50_ms: p99_ms / 3.0,
+        p99_ms,
+        p999_ms: p99_ms * 2.0,
+        max_ms: p99_ms * 4.0,
+        errors: Errors::default(),
+    }
+}
+
+fn point(scenario: &str, connections: u32, rps: f64, redis: Option<(&str, f64)>) -> Point {
+    Point {
+        scenario: scenario.to_owned(),
+        connections,
+        service: http(rps, 2.0),
+        peak_rss_kib: 30 * 1024,
+        cpu_s_per_10k: 0.5,
+        redis: redis.map(|(command, redis_rps)| RedisResult {
+            command: command.to_owned(),
+            rps: redis_rps,
+            p50_ms: 0.3,
+            p99_ms: 0.9,
+        }),
+        ratio: redis.map(|(_, redis_rps)| rps / redis_rps),
+    }
+}
+
+fn observed(name: &str, sampler: &str, fraction: f64) -> ObservedRun {
+    ObservedRun {
+        name: name.to_owned(),
+        sampler: sampler.to_owned(),
+        connections: 64,
+        service: http(30_000.0 * fraction, 3.0),
+        peak_rss_kib: 40 * 1024,
+        cpu_s_per_10k: 0.7,
+        fraction_of_baseline: Some(fraction),
+        stdout_bytes: 4096,
+        log_file_bytes: 4096,
+        traces_arrived: true,
+    }
+}
+
+pub fn report() -> Report {
+    let hincrby = "HINCRBY rb:cart:{__rand_int__} p-__rand_int__ 1";
+    let hgetall = "HGETALL rb:filled:__rand_int__";
+    Report {
+        started: "2026-11-02T10:00:00Z".to_owned(),
+        machine: Machine {
+            cores: 2,
+            load_before: [0.5, 0.6, 0.7],
+            load_after: [1.9, 1.0, 0.8],
+        },
+        duration_s: 5,
+        startup: Startup {
+            ready_ms: vec![12.0, 15.5],
+            idle_rss_kib: 9 * 1024,
+        },
+        points: vec![
+            point("add", 16, 25_000.0, Some((hincrby, 40_000.0))),
+            point("add", 64, 30_000.0, Some((hincrby, 45_000.0))),
+            point("get", 16, 24_000.0, Some((hgetall, 35_000.0))),
+            point("get", 64, 28_000.0, Some((hgetall, 40_000.0))),
+            point("health", 16, 62_000.0, Some(("PING", 80_000.0))),
+            point("health", 64, 70_000.0, Some(("PING", 90_000.0))),
+        ],
+        observability: Observability {
+            not_run: None,
+            runs: vec![
+                observed("full", "always_on", 0.8),
+                observed("default", "parentbased_traceidratio 0.1", 0.95),
+            ],
+        },
+        elapsed_s: 120.0,
+    }
+}

@@ -1,0 +1,254 @@
+//! The two load generators as data and as parsers: the wrk command line for a scenario and
+//! the `WRK_JSON` line its `done()` hook prints, and the non-pipelined `redis-benchmark`
+//! command line and its `--csv` output. Running them is the caller's business.
+
+use std::path::Path;
+
+use anyhow::{Context, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::command::Invocation;
+
+/// wrk threads: one per core of the 2-core machine the budget is written for.
+pub const WRK_THREADS: u32 = 2;
+
+/// What wrk measured in one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpResult {
+    pub requests: u64,
+    pub seconds: f64,
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub errors: Errors,
+}
+
+/// wrk's error counts: socket errors by kind, and `status` for responses of 400 and up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Errors {
+    pub connect: u64,
+    pub read: u64,
+    pub write: u64,
+    pub status: u64,
+    pub timeout: u64,
+}
+
+impl Errors {
+    pub fn total(&self) -> u64 {
+        self.connect + self.read + self.write + self.status + self.timeout
+    }
+}
+
+/// What redis-benchmark measured in one run (its CSV has no p99.9).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RedisResult {
+    pub command: String,
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// `wrk` with the scenario's script, at `connections`, for `seconds`.
+pub fn wrk(script: &Path, url: &str, connections: u32, seconds: u64) -> Invocation {
+    Invocation::new("wrk").args([
+        "--threads".to_owned(),
+        WRK_THREADS.min(connections).to_string(),
+        "--connections".to_owned(),
+        connections.to_string(),
+        "--duration".to_owned(),
+        format!("{seconds}s"),
+        "--timeout".to_owned(),
+        "2s".to_owned(),
+        "--script".to_owned(),
+        script.display().to_string(),
+        url.to_owned(),
+    ])
+}
+
+/// `redis-benchmark` running `command` non-pipelined (`-P 1`) on one thread, `requests`
+/// times over a key space of `keys`.
+pub fn redis_benchmark(
+    port: u16,
+    connections: u32,
+    requests: u64,
+    keys: u32,
+    command: &[&str],
+) -> Invocation {
+    Invocation::new("redis-benchmark")
+        .args([
+            "-h".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            port.to_string(),
+            "-c".to_owned(),
+            connections.to_string(),
+            "-n".to_owned(),
+            requests.to_string(),
+            "-r".to_owned(),
+            keys.to_string(),
+            "-P".to_owned(),
+            "1".to_owned(),
+            "--csv".to_owned(),
+        ])
+        .args(command.iter().copied())
+}
+
+#[derive(Deserialize)]
+struct WrkJson {
+    requests: f64,
+    duration_us: f64,
+    #[serde(flatten)]
+    errors: Errors,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    max_us: f64,
+}
+
+/// The result in wrk's output: the `WRK_JSON` line the generated `done()` prints.
+pub fn parse_wrk(stdout: &str) -> anyhow::Result<HttpResult> {
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("WRK_JSON "))
+        .ok_or_else(|| anyhow!("wrk printed no WRK_JSON line:\n{stdout}"))?;
+    let raw: WrkJson = serde_json::from_str(line).context("cannot parse wrk's WRK_JSON line")?;
+    if raw.duration_us <= 0.0 {
+        bail!("wrk ran for no time: {line}");
+    }
+    let seconds = raw.duration_us / 1e6;
+    Ok(HttpResult {
+        requests: f64_to_u64(raw.requests),
+        seconds,
+        rps: raw.requests / seconds,
+        p50_ms: raw.p50_us / 1e3,
+        p99_ms: raw.p99_us / 1e3,
+        p999_ms: raw.p999_us / 1e3,
+        max_ms: raw.max_us / 1e3,
+        errors: raw.errors,
+    })
+}
+
+/// The result row of `redis-benchmark --csv`; an `Error` line anywhere is a failure.
+pub fn parse_redis_benchmark(output: &str) -> anyhow::Result<RedisResult> {
+    if let Some(error) = output.lines().find(|line| line.contains("Error")) {
+        bail!("redis-benchmark reported an error: {error}");
+    }
+    let mut rows = output.lines().filter(|line| line.starts_with('"'));
+    let header = split_csv(rows.next().ok_or_else(|| anyhow!("no CSV in:\n{output}"))?);
+    let row = split_csv(
+        rows.next()
+            .ok_or_else(|| anyhow!("no CSV row in:\n{output}"))?,
+    );
+    let column = |name: &str| -> anyhow::Result<&str> {
+        let index = header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| anyhow!("no column {name} in redis-benchmark's CSV"))?;
+        row.get(index)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("short redis-benchmark CSV row"))
+    };
+    let number = |name: &str| -> anyhow::Result<f64> {
+        column(name)?
+            .parse()
+            .with_context(|| format!("redis-benchmark's {name} is not a number"))
+    };
+    Ok(RedisResult {
+        command: column("test")?.to_owned(),
+        rps: number("rps")?,
+        p50_ms: number("p50_latency_ms")?,
+        p99_ms: number("p99_latency_ms")?,
+    })
+}
+
+/// Splits one line of redis-benchmark's CSV: every field is double-quoted, none holds a quote.
+fn split_csv(line: &str) -> Vec<String> {
+    line.split("\",\"")
+        .map(|field| field.trim_matches('"').to_owned())
+        .collect()
+}
+
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // counts, printed with %.0f
+fn f64_to_u64(value: f64) -> u64 {
+    value.max(0.0).round() as u64
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing test should panic, here as everywhere
+mod tests {
+    use super::*;
+
+    const WRK_OUTPUT: &str = "Running 5s test @ http://127.0.0.1:4000/\n  2 threads and 64 connections\n\
+        Requests/sec:  20000.00\n\
+        WRK_JSON {\"requests\":100000,\"duration_us\":5000000,\"connect\":0,\"read\":1,\"write\":0,\
+        \"status\":2,\"timeout\":0,\"p50_us\":1500,\"p99_us\":4200,\"p999_us\":9000,\"max_us\":12000}\n";
+
+    #[test]
+    fn wrk_json_line_becomes_rates_and_milliseconds() {
+        let result = parse_wrk(WRK_OUTPUT).unwrap();
+
+        assert_eq!(result.requests, 100_000);
+        assert!((result.rps - 20_000.0).abs() < 1e-6);
+        assert!((result.p50_ms - 1.5).abs() < 1e-9);
+        assert!((result.p99_ms - 4.2).abs() < 1e-9);
+        assert!((result.p999_ms - 9.0).abs() < 1e-9);
+        assert_eq!(result.errors.total(), 3);
+        assert_eq!(result.errors.status, 2);
+    }
+
+    #[test]
+    fn wrk_output_without_the_json_line_is_an_error() {
+        let error = parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n").unwrap_err();
+
+        assert!(error.to_string().contains("no WRK_JSON line"), "{error}");
+    }
+
+    #[test]
+    fn redis_benchmark_csv_gives_rps_and_latency() {
+        let output = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\
+            \"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\
+            \"HINCRBY rb:cart:{__rand_int__} p-__rand_int__ 1\",\"38461.54\",\"0.314\",\"0.032\",\
+            \"0.175\",\"0.359\",\"4.887\",\"8.751\"\n";
+
+        let result = parse_redis_benchmark(output).unwrap();
+
+        assert_eq!(
+            result.command,
+            "HINCRBY rb:cart:{__rand_int__} p-__rand_int__ 1"
+        );
+        assert!((result.rps - 38_461.54).abs() < 1e-9);
+        assert!((result.p50_ms - 0.175).abs() < 1e-9);
+        assert!((result.p99_ms - 4.887).abs() < 1e-9);
+    }
+
+    #[test]
+    fn redis_benchmark_error_lines_fail_the_point() {
+        let output =
+            "Error from server: ERR unknown command 'X'\n\"test\",\"rps\"\n\"X\",\"1.0\"\n";
+
+        assert!(parse_redis_benchmark(output).is_err());
+    }
+
+    #[test]
+    fn command_lines_are_non_pipelined_and_use_the_script() {
+        let wrk = wrk(
+            Path::new("target/bench/add.lua"),
+            "http://127.0.0.1:1/",
+            64,
+            5,
+        );
+        let redis = redis_benchmark(6379, 64, 1000, 10, &["HGETALL", "k:__rand_int__"]);
+
+        assert_eq!(
+            wrk.to_string(),
+            "wrk --threads 2 --connections 64 --duration 5s --timeout 2s \
+             --script target/bench/add.lua http://127.0.0.1:1/"
+        );
+        assert_eq!(
+            redis.to_string(),
+            "redis-benchmark -h 127.0.0.1 -p 6379 -c 64 -n 1000 -r 10 -P 1 --csv HGETALL k:__rand_int__"
+        );
+    }
+}

@@ -1,0 +1,340 @@
+//! `cargo xtask bench`: how much traffic one cart-service process carries on this
+//! machine, measured beside what Redis alone does in the same run, so the figure that
+//! matters is a ratio that survives a noisy, shared 2-core machine.
+//!
+//! It builds the release binary, starts its own `redis-server` (free port, no
+//! persistence) and the service (logs at warn, no log file, tracing off), times startup,
+//! warms up, then drives each scenario with wrk at each concurrency level and runs
+//! `redis-benchmark` with the equivalent command at the same concurrency. Last, `add`
+//! runs again with full observability and with the default sampling, exporting to a
+//! local Jaeger. Reports go to `--out` as Markdown, JSON and an SVG chart; `--check`
+//! judges them against the budget of issue 6. Files: [`session`] and [`observe`] run
+//! things, [`loadgen`] and [`procfs`] parse what the tools and `/proc` say, [`report`],
+//! [`svg`] and [`budget`] turn results into documents and verdicts.
+
+mod budget;
+#[cfg(test)]
+mod fixture;
+mod loadgen;
+mod observe;
+mod processes;
+mod procfs;
+mod report;
+mod scenarios;
+mod session;
+mod svg;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use xshell::Shell;
+
+pub use self::scenarios::Scenario;
+use crate::command::Invocation;
+use crate::{flags, tools};
+
+/// Where the release build puts the service, relative to the workspace root.
+const SERVICE_BINARY: &str = "target/release/cart-service";
+/// The Jaeger v2 binary the observability runs export to.
+const JAEGER_BINARY: &str = "target/tools/bin/jaeger";
+/// How loaded the machine may be before the figures are called noisy.
+const QUIET_LOAD: f64 = 1.5;
+
+impl flags::Bench {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let settings = Settings::new(&self);
+        if self.dry_run {
+            print!("{}", settings.describe());
+            return Ok(());
+        }
+        for tool in [&tools::WRK, &tools::REDIS_SERVER, &tools::REDIS_BENCHMARK] {
+            tool.require(sh)?;
+        }
+        let load = procfs::loadavg();
+        if load[0] > QUIET_LOAD {
+            println!(
+                "warning: load average {:.2} > {QUIET_LOAD}: something else is busy on this machine, \
+                 so the figures will be noisy (`uptime` to watch it)",
+                load[0]
+            );
+        }
+        let build = build();
+        println!("==> {build}");
+        build.to_cmd(sh).run().context("release build failed")?;
+
+        let report = session::run(sh, &settings, load, started)?;
+        let verdicts = self.check.then(|| budget::evaluate(&report));
+        let markdown = report.markdown(verdicts.as_deref());
+        let written = write_reports(&self.out, &report, &markdown)?;
+        println!("\n{markdown}");
+        println!("reports: {}", written.join(", "));
+        if let Some(verdicts) = &verdicts {
+            println!("\n{}", budget::lines(verdicts));
+        }
+        if report.failed() {
+            bail!(
+                "FAIL: some requests got a non-2xx answer or a socket error (see the errors column)"
+            );
+        }
+        if let Some(verdicts) = verdicts {
+            let missed: Vec<&str> = verdicts
+                .iter()
+                .filter(|v| v.outcome != budget::Outcome::Pass)
+                .map(|v| v.name)
+                .collect();
+            if !missed.is_empty() {
+                bail!("budget missed: {}", missed.join(", "));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a run measures and the programs it runs, fixed before anything starts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub duration: u64,
+    pub connections: Vec<u32>,
+    pub scenarios: Vec<Scenario>,
+    pub out: PathBuf,
+}
+
+impl Settings {
+    fn new(flags: &flags::Bench) -> Self {
+        let mut connections = flags.connections.clone();
+        connections.sort_unstable();
+        connections.dedup();
+        let mut scenarios = flags.scenario.clone();
+        scenarios.sort_unstable();
+        scenarios.dedup();
+        Self {
+            duration: flags.duration,
+            connections,
+            scenarios,
+            out: flags.out.clone(),
+        }
+    }
+
+    /// redis-benchmark requests per point: about as long as a wrk point at ~40k req/s.
+    pub fn redis_requests(&self) -> u64 {
+        40_000 * self.duration
+    }
+
+    /// The `--dry-run` text.
+    fn describe(&self) -> String {
+        let mut text = String::from("cargo xtask bench would run:\n");
+        let dir = Path::new("<temp dir>");
+        let _ = writeln!(text, "  1. {}", build());
+        let _ = writeln!(
+            text,
+            "  2. {}\n     then pre-fill {} carts of {} lines with HSET (cart:{{g-N}} for `get`, \
+             rb:filled:N for HGETALL)",
+            redis(6379, dir),
+            scenarios::FILLED_CARTS,
+            scenarios::LINES_PER_CART
+        );
+        let _ = writeln!(
+            text,
+            "  3. {} times: {}\n     timing spawn → GET /readyz 200; then idle RSS",
+            session::READY_STARTS,
+            service(8080, 6379, None)
+        );
+        let _ = writeln!(
+            text,
+            "  4. warm-up: each scenario for 1 s at 64 connections"
+        );
+        let _ = writeln!(text, "  5. per scenario and connection count:");
+        for &scenario in &self.scenarios {
+            for &connections in &self.connections {
+                let script = dir.join(format!("{}.lua", scenario.name()));
+                let url = format!("http://127.0.0.1:8080{}", scenario.path());
+                let _ = writeln!(
+                    text,
+                    "     {}",
+                    loadgen::wrk(&script, &url, connections, self.duration)
+                );
+                if let Some((command, keys)) = scenario.redis_equivalent() {
+                    let bench = loadgen::redis_benchmark(
+                        6379,
+                        connections,
+                        self.redis_requests(),
+                        keys,
+                        command,
+                    );
+                    let _ = writeln!(text, "     {bench}");
+                }
+            }
+        }
+        let _ = writeln!(
+            text,
+            "  6. observability, `add` at 64 connections, exporting to {JAEGER_BINARY} --config <temp dir>/jaeger.yaml:"
+        );
+        for setting in observe::SETTINGS {
+            let _ = writeln!(
+                text,
+                "     {} > <temp dir>/{}.stdout",
+                service(8080, 6379, Some((&setting, 4317, dir))),
+                setting.name
+            );
+        }
+        let _ = writeln!(
+            text,
+            "  7. write {}/<UTC time>.md, .json and .svg",
+            self.out.display()
+        );
+        text
+    }
+}
+
+/// The release build the Dockerfile and CI make too.
+fn build() -> Invocation {
+    Invocation::new("cargo").args(["build", "--release", "--locked", "-p", "cart-service"])
+}
+
+/// A throwaway redis-server: loopback only, no RDB, no AOF.
+fn redis(port: u16, dir: &Path) -> Invocation {
+    Invocation::new("redis-server").args([
+        "--bind".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--port".to_owned(),
+        port.to_string(),
+        "--save".to_owned(),
+        String::new(),
+        "--appendonly".to_owned(),
+        "no".to_owned(),
+        "--dir".to_owned(),
+        dir.display().to_string(),
+        "--loglevel".to_owned(),
+        "warning".to_owned(),
+    ])
+}
+
+/// The service: the baseline (warn, no log file, tracing off) or, with an observability
+/// setting, the OTLP port and the directory its `LOG_FILE` goes to.
+fn service(
+    port: u16,
+    redis_port: u16,
+    observed: Option<(&observe::Setting, u16, &Path)>,
+) -> Invocation {
+    let invocation = Invocation::new(SERVICE_BINARY)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("REDIS_URL", format!("redis://127.0.0.1:{redis_port}"))
+        .env("LOG_FORMAT", "json");
+    match observed {
+        None => invocation
+            .env("RUST_LOG", "warn")
+            .env("OTEL_TRACES_SAMPLER", "always_off"),
+        Some((setting, otlp_port, dir)) => setting.apply(invocation, otlp_port, dir),
+    }
+}
+
+/// Writes `<stamp>.md`, `.json` and `.svg` under `out`; returns their paths.
+fn write_reports(
+    out: &Path,
+    report: &report::Report,
+    markdown: &str,
+) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let stamp = report.started.replace(':', "");
+    let files = [
+        (format!("{stamp}.md"), markdown.to_owned()),
+        (
+            format!("{stamp}.json"),
+            serde_json::to_string_pretty(report)? + "\n",
+        ),
+        (format!("{stamp}.svg"), svg::chart(report)),
+    ];
+    let mut written = Vec::new();
+    for (name, contents) in files {
+        let path = out.join(name);
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}
+
+/// The current UTC time as the report names it.
+fn now_utc() -> String {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    report::utc_timestamp(seconds)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing test should panic, here as everywhere
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut command_line = vec!["cargo xtask", "bench"];
+        command_line.extend_from_slice(args);
+        match flags::Xtask::parse_from(command_line).task {
+            flags::Task::Bench(bench) => Settings::new(&bench),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_every_scenario_at_16_64_256_for_5_seconds() {
+        let settings = settings(&[]);
+
+        assert_eq!(settings.duration, 5);
+        assert_eq!(settings.connections, [16, 64, 256]);
+        assert_eq!(settings.scenarios, Scenario::ALL);
+        assert_eq!(settings.out, Path::new("target/bench"));
+    }
+
+    #[test]
+    fn lists_are_comma_separated_sorted_and_deduplicated() {
+        let settings = settings(&["--connections", "64,16,64", "--scenario", "health,add"]);
+
+        assert_eq!(settings.connections, [16, 64]);
+        assert_eq!(settings.scenarios, [Scenario::Add, Scenario::Health]);
+    }
+
+    #[test]
+    fn dry_run_shows_the_baseline_environment_and_both_load_generators() {
+        let text = settings(&["--scenario", "add", "--connections", "64"]).describe();
+
+        assert!(
+            text.contains("cargo build --release --locked -p cart-service"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redis-server --bind 127.0.0.1 --port 6379 --save ''"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "RUST_LOG=warn OTEL_TRACES_SAMPLER=always_off target/release/cart-service"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("wrk --threads 2 --connections 64 --duration 5s"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "redis-benchmark -h 127.0.0.1 -p 6379 -c 64 -n 200000 -r 10000 -P 1 --csv HINCRBY"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("OTEL_TRACES_SAMPLER=always_on"), "{text}");
+        assert!(!text.contains("get.lua"), "{text}");
+    }
+
+    #[test]
+    fn utc_timestamps_are_civil_dates() {
+        assert_eq!(report::utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(report::utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(report::utc_timestamp(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+}

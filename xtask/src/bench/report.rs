@@ -1,0 +1,322 @@
+//! A bench run's results as data (serialised to the JSON report as they are) and their
+//! Markdown rendering: the per-point table, startup and memory, the observability costs,
+//! the machine's load around the run and, with `--check`, the budget's verdicts.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::budget::Verdict;
+use super::loadgen::{HttpResult, RedisResult};
+
+/// Everything one `cargo xtask bench` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// UTC start of the run, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub started: String,
+    pub machine: Machine,
+    pub duration_s: u64,
+    pub startup: Startup,
+    pub points: Vec<Point>,
+    pub observability: Observability,
+    /// Wall-clock seconds of the whole run, the release build included.
+    pub elapsed_s: f64,
+}
+
+/// The machine and how busy it was.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub load_before: [f64; 3],
+    pub load_after: [f64; 3],
+}
+
+/// Startup and idle memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct Startup {
+    /// Spawn to the first `/readyz` 200 with Redis up, one per start.
+    pub ready_ms: Vec<f64>,
+    /// Resident memory once ready, before any load.
+    pub idle_rss_kib: u64,
+}
+
+impl Startup {
+    pub fn worst_ready_ms(&self) -> Option<f64> {
+        self.ready_ms.iter().copied().reduce(f64::max)
+    }
+}
+
+/// One scenario at one concurrency.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub scenario: String,
+    pub connections: u32,
+    pub service: HttpResult,
+    pub peak_rss_kib: u64,
+    pub cpu_s_per_10k: f64,
+    pub redis: Option<RedisResult>,
+    /// Service requests/s over redis-benchmark's.
+    pub ratio: Option<f64>,
+}
+
+impl Point {
+    pub fn failed(&self) -> bool {
+        self.service.errors.total() > 0
+    }
+}
+
+/// The `add` runs with tracing and logging on, against the baseline `add`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observability {
+    /// Why the runs did not happen, when they did not.
+    pub not_run: Option<String>,
+    pub runs: Vec<ObservedRun>,
+}
+
+/// One observability setting's `add` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObservedRun {
+    pub name: String,
+    pub sampler: String,
+    pub connections: u32,
+    pub service: HttpResult,
+    pub peak_rss_kib: u64,
+    pub cpu_s_per_10k: f64,
+    /// Throughput over the baseline `add` at the same concurrency.
+    pub fraction_of_baseline: Option<f64>,
+    /// Bytes the access log wrote to stdout and to `LOG_FILE`.
+    pub stdout_bytes: u64,
+    pub log_file_bytes: u64,
+    /// Whether Jaeger listed the service after the run (its spans arrived).
+    pub traces_arrived: bool,
+}
+
+impl Report {
+    /// Whether any request failed: a non-2xx answer or a socket error anywhere.
+    pub fn failed(&self) -> bool {
+        self.points.iter().any(Point::failed)
+            || self
+                .observability
+                .runs
+                .iter()
+                .any(|run| run.service.errors.total() > 0)
+    }
+
+    /// The point for `scenario` at `connections`, if it was measured.
+    pub fn point(&self, scenario: &str, connections: u32) -> Option<&Point> {
+        self.points
+            .iter()
+            .find(|p| p.scenario == scenario && p.connections == connections)
+    }
+
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let points = self.points.iter().map(|p| p.peak_rss_kib);
+        let runs = self.observability.runs.iter().map(|r| r.peak_rss_kib);
+        points.chain(runs).max()
+    }
+
+    /// The Markdown report; `verdicts` are appended when the budget was checked.
+    pub fn markdown(&self, verdicts: Option<&[Verdict]>) -> String {
+        let mut md = String::new();
+        let run = if self.failed() { "FAIL" } else { "PASS" };
+        let _ = writeln!(
+            md,
+            "# cargo xtask bench, {}\n\n{} cores; load average {} before, {} after; {} s per point; \
+             run took {:.0} s. Requests: **{run}** (any non-2xx or socket error fails the run).\n",
+            self.started,
+            self.machine.cores,
+            load(self.machine.load_before),
+            load(self.machine.load_after),
+            self.duration_s,
+            self.elapsed_s,
+        );
+        md.push_str(
+            "| scenario | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | peak RSS MiB \
+             | CPU s / 10k req | redis-benchmark | its req/s | its p99 ms | ratio |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n",
+        );
+        for p in &self.points {
+            let s = &p.service;
+            let (command, rps, p99) = p.redis.as_ref().map_or_else(
+                || ("—".to_owned(), "—".to_owned(), "—".to_owned()),
+                |r| {
+                    (
+                        r.command.clone(),
+                        format!("{:.0}", r.rps),
+                        format!("{:.2}", r.p99_ms),
+                    )
+                },
+            );
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.2} | `{command}` | {rps} | {p99} | {} |",
+                p.scenario,
+                p.connections,
+                s.rps,
+                s.p50_ms,
+                s.p99_ms,
+                s.p999_ms,
+                s.errors.total(),
+                mib(p.peak_rss_kib),
+                p.cpu_s_per_10k,
+                p.ratio.map_or("—".to_owned(), |r| format!("{r:.2}")),
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nStartup: ready (spawn → `/readyz` 200, Redis up) in {} ms; idle RSS {} MiB.",
+            self.startup
+                .ready_ms
+                .iter()
+                .map(|ms| format!("{ms:.1}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            mib(self.startup.idle_rss_kib),
+        );
+        md.push_str(&self.observability_markdown());
+        if let Some(verdicts) = verdicts {
+            md.push_str("\n| budget | target | measured | verdict |\n|---|---|---|---|\n");
+            for verdict in verdicts {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    verdict.name,
+                    verdict.target,
+                    verdict.measured,
+                    verdict.outcome.word()
+                );
+            }
+        }
+        md
+    }
+
+    fn observability_markdown(&self) -> String {
+        let mut md = String::from("\n### Observability cost (`add`)\n\n");
+        if let Some(reason) = &self.observability.not_run {
+            let _ = writeln!(md, "Not run: {reason}");
+            return md;
+        }
+        md.push_str(
+            "| setting | sampler | conns | req/s | of baseline | p99 ms | errors | peak RSS MiB \
+             | CPU s / 10k req | stdout KiB | LOG_FILE KiB | traces in Jaeger |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        );
+        for run in &self.observability.runs {
+            let _ = writeln!(
+                md,
+                "| {} | `{}` | {} | {:.0} | {} | {:.2} | {} | {} | {:.2} | {} | {} | {} |",
+                run.name,
+                run.sampler,
+                run.connections,
+                run.service.rps,
+                run.fraction_of_baseline
+                    .map_or("—".to_owned(), |f| format!("{:.0} %", f * 100.0)),
+                run.service.p99_ms,
+                run.service.errors.total(),
+                mib(run.peak_rss_kib),
+                run.cpu_s_per_10k,
+                run.stdout_bytes / 1024,
+                run.log_file_bytes / 1024,
+                if run.traces_arrived { "yes" } else { "no" },
+            );
+        }
+        md
+    }
+}
+
+/// KiB as MiB with one decimal.
+pub fn mib(kib: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // memory sizes are far below 2^52 KiB
+    let mib = kib as f64 / 1024.0;
+    format!("{mib:.1}")
+}
+
+fn load(load: [f64; 3]) -> String {
+    format!("{:.2} / {:.2} / {:.2}", load[0], load[1], load[2])
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (proleptic Gregorian, UTC).
+pub fn utc_timestamp(unix_seconds: u64) -> String {
+    let days = i64::try_from(unix_seconds / 86_400).unwrap_or(i64::MAX);
+    let rest = unix_seconds % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::budget;
+    use crate::bench::fixture;
+
+    #[test]
+    fn markdown_has_a_row_per_point_with_the_ratio() {
+        let md = fixture::report().markdown(None);
+
+        assert!(md.contains("Requests: **PASS**"), "{md}");
+        assert!(
+            md.contains(
+                "| add | 64 | 30000 | 0.67 | 2.00 | 4.00 | 0 | 30.0 | 0.50 \
+                 | `HINCRBY rb:cart:{__rand_int__} p-__rand_int__ 1` | 45000 | 0.90 | 0.67 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains(
+            "ready (spawn → `/readyz` 200, Redis up) in 12.0, 15.5 ms; idle RSS 9.0 MiB"
+        ));
+        assert!(
+            md.contains("| full | `always_on` | 64 | 24000 | 80 % |"),
+            "{md}"
+        );
+        assert!(!md.contains("| budget |"));
+    }
+
+    #[test]
+    fn an_error_anywhere_fails_the_run_and_verdicts_are_appended() {
+        let mut report = fixture::report();
+        report.observability.runs[0].service.errors.read = 1;
+        let verdicts = budget::evaluate(&report);
+
+        let md = report.markdown(Some(&verdicts));
+
+        assert!(report.failed());
+        assert!(md.contains("Requests: **FAIL**"), "{md}");
+        assert!(
+            md.contains("| errors | no non-2xx, no socket error | some requests failed | MISS |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn skipped_observability_says_why() {
+        let mut report = fixture::report();
+        report.observability = Observability {
+            not_run: Some("jaeger missing".to_owned()),
+            runs: Vec::new(),
+        };
+
+        assert!(report.markdown(None).contains("Not run: jaeger missing"));
+    }
+
+    #[test]
+    fn peak_rss_covers_the_observability_runs() {
+        let report = fixture::report();
+
+        assert_eq!(report.peak_rss_kib(), Some(40 * 1024));
+        assert_eq!(mib(1536), "1.5");
+    }
+}

@@ -1,0 +1,215 @@
+//! The scenarios of `cargo xtask bench`: what each one sends (as a wrk Lua script generated
+//! here, so the data set's sizes live in one place), which Redis command is its
+//! redis-benchmark equivalent, and the data both need in Redis before the load starts.
+
+use std::fmt::Write as _;
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// Users the `add` and `journey` scenarios spread their writes over.
+pub const USERS: u32 = 10_000;
+/// Products per user in `add` and `journey`.
+pub const PRODUCTS: u32 = 100;
+/// Carts pre-filled for `get` (and hashes for redis-benchmark's HGETALL).
+pub const FILLED_CARTS: u32 = 1_000;
+/// Lines in each pre-filled cart.
+pub const LINES_PER_CART: u32 = 20;
+
+/// One kind of traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// POST /v1/cart/{user} over 10 000 users × 100 products.
+    Add,
+    /// GET of carts holding 20 lines.
+    Get,
+    /// The k6 journey's mix: add, add, get, clear.
+    Journey,
+    /// GET /livez: the HTTP stack's ceiling, no Redis.
+    Health,
+}
+
+impl Scenario {
+    pub const ALL: [Self; 4] = [Self::Add, Self::Get, Self::Journey, Self::Health];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Add => "add",
+            Self::Get => "get",
+            Self::Journey => "journey",
+            Self::Health => "health",
+        }
+    }
+
+    /// The wrk script: a request generator (none for `health`, whose static request is
+    /// wrk's fastest path) and the `done()` hook that prints the JSON result line.
+    pub fn wrk_script(self) -> String {
+        let mut script = String::from(SEEDING);
+        let body = format!(
+            r#"'{{"product_id":"p-' .. (math.random({PRODUCTS}) - 1) .. '","quantity":1}}'"#
+        );
+        let _ = match self {
+            Self::Add => write!(
+                script,
+                r#"wrk.headers["Content-Type"] = "application/json"
+function request()
+  local path = "/v1/cart/u-" .. (math.random({USERS}) - 1)
+  return wrk.format("POST", path, nil, {body})
+end
+"#
+            ),
+            Self::Get => write!(
+                script,
+                r#"function request()
+  return wrk.format("GET", "/v1/cart/g-" .. (math.random({FILLED_CARTS}) - 1))
+end
+"#
+            ),
+            Self::Journey => write!(
+                script,
+                r#"wrk.headers["Content-Type"] = "application/json"
+local step, path = 0, ""
+function request()
+  step = step % 4 + 1
+  if step == 1 then path = "/v1/cart/j-" .. (math.random({USERS}) - 1) end
+  if step <= 2 then return wrk.format("POST", path, nil, {body}) end
+  if step == 3 then return wrk.format("GET", path) end
+  return wrk.format("DELETE", path)
+end
+"#
+            ),
+            Self::Health => Ok(()),
+        };
+        script.push_str(DONE);
+        script
+    }
+
+    /// The path wrk is pointed at (scripts that build requests override it).
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Health => "/livez",
+            _ => "/",
+        }
+    }
+
+    /// The redis-benchmark command that does Redis's share of this scenario's work, and
+    /// the key space (`-r`) its `__rand_int__` placeholders range over.
+    pub fn redis_equivalent(self) -> Option<(&'static [&'static str], u32)> {
+        match self {
+            Self::Add => Some((
+                &["HINCRBY", "rb:cart:{__rand_int__}", "p-__rand_int__", "1"],
+                USERS,
+            )),
+            Self::Get => Some((&["HGETALL", "rb:filled:__rand_int__"], FILLED_CARTS)),
+            Self::Health => Some((&["PING"], 1)),
+            Self::Journey => None,
+        }
+    }
+}
+
+/// The Redis commands (RESP-ready argument lists) that pre-fill the data `get` and the
+/// HGETALL benchmark read: `cart:{g-N}` as the service stores carts (DESIGN.md's data
+/// model), and `rb:filled:<12 digits>` as redis-benchmark's `__rand_int__` spells keys.
+pub fn prefill_commands() -> Vec<Vec<String>> {
+    let mut commands = Vec::with_capacity(2 * FILLED_CARTS as usize);
+    for cart in 0..FILLED_CARTS {
+        for key in [
+            format!("cart:{{g-{cart}}}"),
+            format!("rb:filled:{cart:012}"),
+        ] {
+            let mut command = vec!["HSET".to_owned(), key];
+            for line in 0..LINES_PER_CART {
+                command.push(format!("p-{line:02}"));
+                command.push((line + 1).to_string());
+            }
+            commands.push(command);
+        }
+    }
+    commands
+}
+
+/// A seed per wrk thread, so threads do not replay the same sequence.
+const SEEDING: &str = r"local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set('thread_id', threads)
+end
+function init(args)
+  math.randomseed(os.time() * 1000 + (thread_id or 0))
+end
+";
+
+/// Prints one `WRK_JSON {...}` line: counts, error kinds and latency in microseconds.
+const DONE: &str = r#"function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests":%.0f,"duration_us":%.0f,"connect":%.0f,"read":%.0f,"write":%.0f,' ..
+    '"status":%.0f,"timeout":%.0f,"p50_us":%.0f,"p99_us":%.0f,"p999_us":%.0f,"max_us":%.0f}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
+end
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_prints_the_json_line_and_only_health_uses_the_static_request() {
+        for scenario in Scenario::ALL {
+            let script = scenario.wrk_script();
+
+            assert!(script.contains("WRK_JSON {"), "{scenario:?}");
+            assert_eq!(
+                script.contains("function request()"),
+                scenario != Scenario::Health,
+                "{scenario:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn add_spreads_over_the_documented_users_and_products() {
+        let script = Scenario::Add.wrk_script();
+
+        assert!(
+            script.contains(r#""/v1/cart/u-" .. (math.random(10000) - 1)"#),
+            "{script}"
+        );
+        assert!(
+            script.contains(r#"'{"product_id":"p-' .. (math.random(100) - 1)"#),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn journey_is_add_add_get_clear() {
+        let script = Scenario::Journey.wrk_script();
+
+        let methods: Vec<&str> = ["\"POST\"", "\"GET\"", "\"DELETE\""]
+            .into_iter()
+            .filter(|m| script.contains(m))
+            .collect();
+        assert_eq!(methods.len(), 3, "{script}");
+        assert!(script.contains("step % 4 + 1"));
+    }
+
+    #[test]
+    fn prefill_writes_twenty_line_carts_for_the_service_and_for_redis_benchmark() {
+        let commands = prefill_commands();
+
+        assert_eq!(commands.len(), 2 * FILLED_CARTS as usize);
+        assert_eq!(commands[0][1], "cart:{g-0}");
+        assert_eq!(commands[1][1], "rb:filled:000000000000");
+        assert_eq!(commands[0].len(), 2 + 2 * LINES_PER_CART as usize);
+        assert_eq!(commands[0][2..4], ["p-00", "1"]);
+    }
+
+    #[test]
+    fn journey_has_no_single_redis_equivalent() {
+        assert!(Scenario::Journey.redis_equivalent().is_none());
+        assert_eq!(Scenario::Add.redis_equivalent().unwrap().0[0], "HINCRBY");
+        assert_eq!(Scenario::Get.redis_equivalent().unwrap().0[0], "HGETALL");
+    }
+}

@@ -1,0 +1,264 @@
+//! One bench run, in order: Redis up and pre-filled, the service started a few times to
+//! time readiness, warm-up, then every scenario at every concurrency with wrk and its
+//! redis-benchmark equivalent right after it, then the observability runs. Every
+//! process is owned, so an error anywhere stops them all.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use xshell::Shell;
+
+use super::loadgen::{self, HttpResult};
+use super::processes::{Owned, free_port, redis_pipeline, wait_for_200};
+use super::report::{Machine, Point, Report, Startup};
+use super::scenarios::{self, Scenario};
+use super::{Settings, observe, procfs};
+
+/// How many times the service is started to time readiness.
+pub const READY_STARTS: usize = 5;
+/// Seconds of load per scenario before measuring.
+const WARM_UP_SECONDS: u64 = 1;
+/// How long a start may take before the run gives up on it.
+const START_LIMIT: Duration = Duration::from_secs(10);
+
+/// The service under test and where to reach it.
+#[derive(Debug)]
+pub struct Running {
+    pub process: Owned,
+    pub port: u16,
+}
+
+/// Runs everything and gathers the report.
+pub fn run(
+    sh: &Shell,
+    settings: &Settings,
+    load_before: [f64; 3],
+    started: Instant,
+) -> anyhow::Result<Report> {
+    let started_utc = super::now_utc();
+    let dir = tempfile::Builder::new()
+        .prefix("cart-service-bench-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    for scenario in Scenario::ALL {
+        std::fs::write(script(dir.path(), scenario), scenario.wrk_script())?;
+    }
+    let redis_port = free_port()?;
+    let mut redis = Owned::spawn(
+        sh,
+        "redis-server",
+        &super::redis(redis_port, dir.path()),
+        Stdio::null(),
+    )?;
+    wait_for_redis(&mut redis, redis_port)?;
+    redis_pipeline(redis_port, &scenarios::prefill_commands()).context("pre-filling redis")?;
+
+    println!("==> starting cart-service {READY_STARTS} times to time readiness");
+    let (mut service, startup) = start_timed(sh, redis_port)?;
+    println!(
+        "    ready in {:?} ms; idle RSS {} MiB",
+        startup.ready_ms,
+        super::report::mib(startup.idle_rss_kib)
+    );
+    for &scenario in &settings.scenarios {
+        let url = url(service.port, scenario);
+        run_wrk(sh, &script(dir.path(), scenario), &url, 64, WARM_UP_SECONDS)?;
+    }
+
+    let mut points = Vec::new();
+    for &scenario in &settings.scenarios {
+        for &connections in &settings.connections {
+            let point = measure_point(
+                sh,
+                settings,
+                &mut service,
+                redis_port,
+                dir.path(),
+                scenario,
+                connections,
+            )?;
+            points.push(point);
+        }
+    }
+    service.process.stop()?;
+
+    let baseline = points
+        .iter()
+        .find(|p| p.scenario == "add" && p.connections == observe::CONNECTIONS)
+        .map(|p| p.service.rps);
+    let observability = observe::run(sh, settings, redis_port, dir.path(), baseline)?;
+    redis.stop()?;
+    Ok(Report {
+        started: started_utc,
+        machine: Machine {
+            cores: thread::available_parallelism().map_or(0, usize::from),
+            load_before,
+            load_after: procfs::loadavg(),
+        },
+        duration_s: settings.duration,
+        startup,
+        points,
+        observability,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The scenario's wrk script in the run's directory.
+pub fn script(dir: &Path, scenario: Scenario) -> std::path::PathBuf {
+    dir.join(format!("{}.lua", scenario.name()))
+}
+
+pub fn url(port: u16, scenario: Scenario) -> String {
+    format!("http://127.0.0.1:{port}{}", scenario.path())
+}
+
+fn wait_for_redis(redis: &mut Owned, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_LIMIT;
+    while redis_pipeline(port, &[vec!["PING".to_owned()]]).is_err() {
+        redis.ensure_running()?;
+        if Instant::now() > deadline {
+            bail!("redis-server did not answer PING on 127.0.0.1:{port}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Starts the baseline service `READY_STARTS` times, timing spawn → `/readyz` 200; keeps
+/// the last one running and reads its idle RSS.
+fn start_timed(sh: &Shell, redis_port: u16) -> anyhow::Result<(Running, Startup)> {
+    let mut ready_ms = Vec::with_capacity(READY_STARTS);
+    let mut last = None;
+    for _ in 0..READY_STARTS {
+        if let Some(previous) = last.take() {
+            let Running { process, .. } = previous;
+            process.stop()?;
+        }
+        let port = free_port()?;
+        let (running, ready) = start(
+            sh,
+            &super::service(port, redis_port, None),
+            port,
+            Stdio::null(),
+        )?;
+        ready_ms.push(ready.as_secs_f64() * 1e3);
+        last = Some(running);
+    }
+    let running = last.context("no start")?;
+    thread::sleep(Duration::from_millis(500));
+    let idle_rss_kib = procfs::rss_kib(running.process.pid())?;
+    Ok((
+        running,
+        Startup {
+            ready_ms,
+            idle_rss_kib,
+        },
+    ))
+}
+
+/// Spawns the service and waits for `/readyz` 200; returns it and the time that took.
+pub fn start(
+    sh: &Shell,
+    invocation: &crate::command::Invocation,
+    port: u16,
+    stdout: Stdio,
+) -> anyhow::Result<(Running, Duration)> {
+    let spawned = Instant::now();
+    let mut process = Owned::spawn(sh, "cart-service", invocation, stdout)?;
+    let ready = wait_for_200(&mut process, port, "/readyz", spawned, START_LIMIT)?;
+    Ok((Running { process, port }, ready))
+}
+
+fn measure_point(
+    sh: &Shell,
+    settings: &Settings,
+    service: &mut Running,
+    redis_port: u16,
+    dir: &Path,
+    scenario: Scenario,
+    connections: u32,
+) -> anyhow::Result<Point> {
+    let url = url(service.port, scenario);
+    let (result, usage) = procfs::measure(service.process.pid(), || {
+        run_wrk(
+            sh,
+            &script(dir, scenario),
+            &url,
+            connections,
+            settings.duration,
+        )
+    })?;
+    service.process.ensure_running()?;
+    let result = result?;
+    let redis = match scenario.redis_equivalent() {
+        Some((command, keys)) => {
+            let invocation = loadgen::redis_benchmark(
+                redis_port,
+                connections,
+                settings.redis_requests(),
+                keys,
+                command,
+            );
+            let output = invocation.to_cmd(sh).quiet().ignore_status().output()?;
+            let text =
+                String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+            Some(loadgen::parse_redis_benchmark(&text).with_context(|| invocation.to_string())?)
+        }
+        None => None,
+    };
+    let ratio = redis.as_ref().map(|r| result.rps / r.rps);
+    println!(
+        "==> {:<7} @ {connections:>3}: {:>7.0} req/s  p99 {:>6.2} ms  errors {}  RSS {} MiB{}",
+        scenario.name(),
+        result.rps,
+        result.p99_ms,
+        result.errors.total(),
+        super::report::mib(usage.peak_rss_kib),
+        redis.as_ref().map_or(String::new(), |r| format!(
+            "  | redis-benchmark {:.0} req/s, ratio {:.2}",
+            r.rps,
+            ratio.unwrap_or_default()
+        )),
+    );
+    Ok(Point {
+        scenario: scenario.name().to_owned(),
+        connections,
+        cpu_s_per_10k: per_10k(usage.cpu_seconds, result.requests),
+        peak_rss_kib: usage.peak_rss_kib,
+        service: result,
+        redis,
+        ratio,
+    })
+}
+
+/// Runs wrk and parses its JSON line.
+pub fn run_wrk(
+    sh: &Shell,
+    script: &Path,
+    url: &str,
+    connections: u32,
+    seconds: u64,
+) -> anyhow::Result<HttpResult> {
+    let invocation = loadgen::wrk(script, url, connections, seconds);
+    let output = invocation.to_cmd(sh).quiet().ignore_status().output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    loadgen::parse_wrk(&stdout).with_context(|| {
+        format!(
+            "{invocation} (stderr: {})",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+    })
+}
+
+/// CPU seconds per 10 000 requests.
+pub fn per_10k(cpu_seconds: f64, requests: u64) -> f64 {
+    if requests == 0 {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss)] // request counts are far below 2^52
+    let requests = requests as f64;
+    cpu_seconds / requests * 10_000.0
+}
