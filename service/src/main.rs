@@ -71,8 +71,16 @@ async fn run() -> ExitCode {
         port = application.port(),
         "cart-service started"
     );
-    application.run_until_stopped(shutdown_signal()).await;
-    // Export the spans still batched, then flush the log file (exporting blocks).
-    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    let stopped = application.run_until_stopped(shutdown_signal()).await;
+    // Export the spans still batched (this blocks), close Redis, then flush the log file
+    // as the guard drops, so the last lines reach it.
+    let telemetry = tokio::task::spawn_blocking(move || {
+        let mut telemetry = telemetry;
+        telemetry.flush_spans();
+        telemetry
+    })
+    .await;
+    stopped.close();
+    drop(telemetry);
     ExitCode::SUCCESS
 }

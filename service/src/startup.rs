@@ -75,8 +75,9 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then: `/readyz` turns 503; waits the drain delay
     /// while still serving; stops accepting; gives in-flight requests the shutdown timeout
-    /// (idle keep-alive connections close at once); closes Redis.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) {
+    /// (idle keep-alive connections close at once). The caller flushes telemetry, then
+    /// closes Redis with [`Stopped::close`].
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> Stopped {
         let Self {
             listener,
             router,
@@ -91,13 +92,14 @@ impl Application {
             .header_read_timeout(Duration::from_millis(config.http_header_read_timeout_ms));
 
         let drain_delay = Duration::from_secs(config.shutdown_drain_delay_seconds);
-        let stop_accepting = async {
+        let draining = state.clone();
+        let stop_accepting = async move {
             shutdown.await;
             tracing::info!(
                 drain_delay_s = drain_delay.as_secs(),
                 "shutdown: readiness off, draining"
             );
-            state.begin_shutdown();
+            draining.begin_shutdown();
             tokio::time::sleep(drain_delay).await;
         };
         tokio::pin!(stop_accepting);
@@ -144,7 +146,21 @@ impl Application {
                 "shutdown: in-flight requests did not finish within SHUTDOWN_TIMEOUT_SECONDS; abandoning them"
             );
         }
-        state.store.connection().close();
+        Stopped { state }
+    }
+}
+
+/// A service that no longer serves HTTP; its Redis connection is still open.
+#[derive(Debug)]
+#[must_use = "close() ends the Redis connection"]
+pub struct Stopped {
+    state: AppState,
+}
+
+impl Stopped {
+    /// Closes Redis: the last step of shutdown.
+    pub fn close(self) {
+        self.state.store.connection().close();
         tracing::info!("shutdown complete");
     }
 }

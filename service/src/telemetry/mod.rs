@@ -32,13 +32,9 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
-    /// Exports the spans still batched, then stops the exporter. Blocks: call it from a
-    /// blocking context (`spawn_blocking`) or after the runtime is done.
-    pub fn shutdown(mut self) {
-        self.flush_spans();
-    }
-
-    fn flush_spans(&mut self) {
+    /// Exports the spans still batched, then stops the exporter; the log sinks stay open
+    /// until the guard drops. Blocks: call it from a blocking context (`spawn_blocking`).
+    pub fn flush_spans(&mut self) {
         if let Some(provider) = self.provider.take()
             && let Err(error) = provider.shutdown()
         {

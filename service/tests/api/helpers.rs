@@ -280,9 +280,14 @@ pub async fn spawn_app_unready(
     let application = Application::with_router(listener, service, state.clone());
     let address = format!("http://{}", application.local_addr());
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(application.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(async move {
+        application
+            .run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await
+            .close();
+    });
     TestApp {
         address,
         redis_url: redis_url.to_owned(),
