@@ -173,3 +173,25 @@ async fn assert_unavailable(response: reqwest::Response) {
 async fn cart_answers_200(app: &TestApp, user: &str) -> bool {
     app.get(&format!("/v1/cart/{user}")).await.status() == 200
 }
+
+#[tokio::test]
+async fn a_password_in_redis_url_authenticates_and_a_wrong_one_is_never_ready() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cr3t"]);
+    let port = redis.url().rsplit(':').next().unwrap().to_owned();
+    let good = spawn_app_with(&format!("redis://:s3cr3t@127.0.0.1:{port}"), |_| {}).await;
+    let bad = spawn_app_unready(&format!("redis://:wrong@127.0.0.1:{port}"), |_| {}, |r| r).await;
+    let user = unique_user();
+
+    let added = good.add(&user, "p-1", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let not_ready = bad.get("/readyz").await;
+    let refused = bad.get(&format!("/v1/cart/{user}")).await;
+
+    assert_eq!(added.status(), 200);
+    assert_problem(not_ready, 503).await;
+    let body = assert_problem(refused, 503).await;
+    assert!(
+        !body.to_string().contains("wrong"),
+        "no password in the answer: {body}"
+    );
+}

@@ -30,17 +30,25 @@ pub struct RedisServer {
     process: Option<RedisProcess>,
     port: u16,
     dir: TempDir,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a server on a free port, with no persistence, and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments, e.g. `--requirepass`.
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
-        let process = RedisProcess::spawn(free_port(), dir.path());
+        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let process = RedisProcess::spawn(free_port(), dir.path(), &extra);
         Self {
             port: process.port,
             process: Some(process),
             dir,
+            extra,
         }
     }
 
@@ -63,7 +71,7 @@ impl RedisServer {
     /// Starts the server again on the same port and waits until it answers.
     pub fn restart(&mut self) {
         self.kill();
-        self.process = Some(RedisProcess::spawn(self.port, self.dir.path()));
+        self.process = Some(RedisProcess::spawn(self.port, self.dir.path(), &self.extra));
     }
 
     /// SIGSTOPs the server: its sockets stay open but nothing answers, like a partition.
@@ -93,7 +101,7 @@ pub fn shared_redis_url() -> String {
     static SHARED: OnceLock<(RedisProcess, TempDir)> = OnceLock::new();
     let (process, _) = SHARED.get_or_init(|| {
         let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
-        (RedisProcess::spawn(free_port(), dir.path()), dir)
+        (RedisProcess::spawn(free_port(), dir.path(), &[]), dir)
     });
     format!("redis://127.0.0.1:{}", process.port)
 }
@@ -108,7 +116,7 @@ struct RedisProcess {
 }
 
 impl RedisProcess {
-    fn spawn(port: u16, dir: &std::path::Path) -> Self {
+    fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Self {
         if let Err(error) = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -126,6 +134,7 @@ impl RedisProcess {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -366,10 +375,11 @@ fn ping(address: SocketAddr) -> bool {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    // A server that requires a password answers -NOAUTH: it is up all the same.
     let mut reply = [0u8; 7];
     stream.write_all(b"PING\r\n").is_ok()
         && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+        && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
 }
 
 /// `cart-service` running as a child process; killed on drop.
