@@ -26,44 +26,21 @@ struct Jaeger {
     grpc_port: u16,
     http_port: u16,
     query_port: u16,
-    _dir: tempfile::TempDir,
 }
 
 impl Jaeger {
     async fn start() -> Self {
         let binary = jaeger_binary();
-        let dir = tempfile::tempdir().unwrap();
         let (grpc_port, http_port, query_port, query_grpc_port) =
             (free_port(), free_port(), free_port(), free_port());
-        let config = format!(
-            r#"service:
-  extensions: [jaeger_storage, jaeger_query]
-  pipelines:
-    traces: {{receivers: [otlp], processors: [batch], exporters: [jaeger_storage_exporter]}}
-  telemetry: {{metrics: {{level: none}}, logs: {{level: error}}}}
-extensions:
-  jaeger_query:
-    storage: {{traces: memstore}}
-    http: {{endpoint: "127.0.0.1:{query_port}"}}
-    grpc: {{endpoint: "127.0.0.1:{query_grpc_port}"}}
-  jaeger_storage:
-    backends: {{memstore: {{memory: {{max_traces: 10000}}}}}}
-receivers:
-  otlp:
-    protocols:
-      grpc: {{endpoint: "127.0.0.1:{grpc_port}"}}
-      http: {{endpoint: "127.0.0.1:{http_port}"}}
-processors:
-  batch: {{timeout: 100ms}}
-exporters:
-  jaeger_storage_exporter: {{trace_storage: memstore}}
-"#
-        );
-        let path = dir.path().join("jaeger.yaml");
-        std::fs::write(&path, config).unwrap();
+        let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/jaeger.yaml");
         let child = Command::new(&binary)
             .arg("--config")
-            .arg(&path)
+            .arg(&config)
+            .env("JAEGER_OTLP_GRPC_PORT", grpc_port.to_string())
+            .env("JAEGER_OTLP_HTTP_PORT", http_port.to_string())
+            .env("JAEGER_QUERY_PORT", query_port.to_string())
+            .env("JAEGER_QUERY_GRPC_PORT", query_grpc_port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -73,7 +50,6 @@ exporters:
             grpc_port,
             http_port,
             query_port,
-            _dir: dir,
         };
         let started = Instant::now();
         while !reqwest::get(jaeger.query("/api/services"))
