@@ -5,7 +5,8 @@
 //! `cargo run` builds and starts the service pointed at it. Both children get process
 //! groups of their own, so the terminal's Ctrl-C reaches only this task, which stops them
 //! in order: the service first (SIGINT, its graceful shutdown; a second Ctrl-C kills it),
-//! then Redis. The task exits with the service's status.
+//! then Redis. The task exits with the service's status. With `--jaeger`, a local Jaeger
+//! v2 runs beside them and the service exports every trace to it.
 
 mod processes;
 
@@ -33,6 +34,11 @@ impl flags::Dev {
                 Path::new("<temp dir>"),
                 rust_log.as_deref(),
             );
+            let plan = if self.jaeger {
+                plan.with_jaeger(&tools::PINNED_JAEGER.path())
+            } else {
+                plan
+            };
             println!("{plan}");
             return Ok(());
         }
@@ -45,12 +51,15 @@ impl flags::Dev {
             .prefix("cart-service-dev-redis-")
             .tempdir()
             .context("cannot create a temporary directory for redis-server")?;
-        let plan = Plan::new(
+        let mut plan = Plan::new(
             self.port,
             free_port()?,
             redis_dir.path(),
             rust_log.as_deref(),
         );
+        if self.jaeger {
+            plan = plan.with_jaeger(&tools::PINNED_JAEGER.require()?);
+        }
         let status = {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -74,6 +83,8 @@ struct Plan {
     redis_port: u16,
     redis: Invocation,
     service: Invocation,
+    /// A local Jaeger v2 (`--jaeger`) the service exports every trace to.
+    jaeger: Option<Invocation>,
 }
 
 impl Plan {
@@ -105,7 +116,23 @@ impl Plan {
             redis_port,
             redis,
             service,
+            jaeger: None,
         }
+    }
+
+    /// Adds Jaeger (`scripts/jaeger.yaml`: OTLP on 4317, UI on 16686) and points the
+    /// service's trace export at it, sampling every request.
+    fn with_jaeger(mut self, binary: &Path) -> Self {
+        let config = crate::workspace_root().join("scripts/jaeger.yaml");
+        self.jaeger = Some(
+            Invocation::new(&binary.display().to_string())
+                .args(["--config", &config.display().to_string()]),
+        );
+        self.service = self
+            .service
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+            .env("OTEL_TRACES_SAMPLER", "always_on");
+        self
     }
 
     /// Runs the plan and returns the service's exit status; Redis is stopped on every path.
@@ -114,8 +141,15 @@ impl Plan {
         // and leave a redis-server behind in its own process group.
         let mut signals = Signals::install()?;
         let mut redis = spawn(sh, &self.redis)?;
+        let mut jaeger = match &self.jaeger {
+            Some(invocation) => Some(spawn(sh, invocation)?),
+            None => None,
+        };
         let outcome = self.serve(sh, &mut redis, &mut signals).await;
         stop(&mut redis).await.context("cannot stop redis-server")?;
+        if let Some(jaeger) = &mut jaeger {
+            stop(jaeger).await.context("cannot stop jaeger")?;
+        }
         outcome
     }
 
@@ -130,6 +164,9 @@ impl Plan {
             () = signals.recv() => bail!("interrupted while redis-server was starting"),
         }
         println!("{}", curl_examples(self.port));
+        if self.jaeger.is_some() {
+            println!("Traces: http://127.0.0.1:16686 (Jaeger UI, service cart-service)");
+        }
         let mut service = spawn(sh, &self.service)?;
         supervise(&mut service, redis, signals).await
     }
@@ -145,6 +182,13 @@ impl fmt::Display for Plan {
             "     and wait until it answers PING on 127.0.0.1:{}",
             self.redis_port
         )?;
+        if let Some(jaeger) = &self.jaeger {
+            writeln!(f, "  +  {jaeger}")?;
+            writeln!(
+                f,
+                "     (Jaeger v2: OTLP on 127.0.0.1:4317, UI on http://127.0.0.1:16686)"
+            )?;
+        }
         writeln!(f, "  2. {}", self.service)?;
         write!(
             f,
@@ -258,6 +302,32 @@ mod tests {
              \x20 2. REDIS_URL=redis://127.0.0.1:6390 LISTEN_ADDR=127.0.0.1:9000 LOG_FORMAT=pretty \
              RUST_LOG=info cargo run --package cart-service --\n\
              \x20 on Ctrl-C or when cart-service exits: stop cart-service (SIGINT), then redis-server"
+        );
+    }
+
+    #[test]
+    fn with_jaeger_starts_it_and_exports_every_trace_to_it() {
+        let plan = Plan::new(8080, 6390, Path::new("/tmp/redis-dev"), None)
+            .with_jaeger(Path::new("/x/target/tools/bin/jaeger"));
+
+        let jaeger = plan.jaeger.as_ref().unwrap();
+        assert_eq!(jaeger.program, "/x/target/tools/bin/jaeger");
+        assert_eq!(jaeger.args[0], "--config");
+        assert!(jaeger.args[1].ends_with("scripts/jaeger.yaml"));
+        for (key, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            ("OTEL_TRACES_SAMPLER", "always_on"),
+        ] {
+            assert!(
+                plan.service
+                    .env
+                    .contains(&(key.to_owned(), value.to_owned())),
+                "{key}"
+            );
+        }
+        assert!(
+            plan.to_string()
+                .contains("/x/target/tools/bin/jaeger --config")
         );
     }
 

@@ -89,6 +89,10 @@ pub struct Dev {
     /// Port the service listens on, on 127.0.0.1.
     #[arg(long, default_value_t = 8080, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
+    /// Also run the pinned Jaeger v2 (`cargo xtask tools` builds it) and send it every
+    /// trace; its UI is on <http://127.0.0.1:16686>.
+    #[arg(long)]
+    pub jaeger: bool,
     /// Print the programs, arguments and environment that would run, and run nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -264,14 +268,16 @@ mod tests {
             default.task,
             Task::Dev(Dev {
                 port: 8080,
-                dry_run: false
+                dry_run: false,
+                jaeger: false,
             })
         ));
         assert!(matches!(
             chosen.task,
             Task::Dev(Dev {
                 port: 9000,
-                dry_run: true
+                dry_run: true,
+                jaeger: false,
             })
         ));
     }
