@@ -33,6 +33,7 @@ pub fn handle() -> &'static PrometheusHandle {
                     );
                 }
                 metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+                spawn_upkeep(handle.clone());
                 handle
             }
             Err(error) => {
@@ -41,6 +42,26 @@ pub fn handle() -> &'static PrometheusHandle {
             }
         }
     })
+}
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The exporter keeps every histogram sample until upkeep folds it into the buckets; with
+/// nobody scraping `/metrics`, memory grew by about 16 bytes a request (114 MiB after a
+/// benchmark run). A thread of its own, because the recorder outlives any one runtime.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(error = %error, "cannot start metrics upkeep; histograms fold only when scraped");
+    }
 }
 
 /// Prometheus text exposition of every metric.

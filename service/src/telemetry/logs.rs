@@ -18,6 +18,7 @@ use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, UtcTime};
+use tracing_subscriber::fmt::writer::MakeWriterExt as _;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -39,52 +40,46 @@ pub fn dropped_lines() -> u64 {
         .map_or(0, |c| c.iter().map(|c| c.dropped_lines() as u64).sum())
 }
 
-/// The stdout layer in `LOG_FORMAT`, filtered by `RUST_LOG`.
-pub fn stdout_layer<S>(config: &Config) -> Result<(BoxedLayer<S>, WorkerGuard), String>
+/// The log layer, filtered by `RUST_LOG`: stdout in `LOG_FORMAT`, plus `LOG_FILE` in JSON
+/// when it is set. With JSON on stdout, each line is formatted once and written to both
+/// sinks. A `LOG_FILE` that cannot be opened is returned as the last value, so the caller
+/// can warn once logging works.
+#[allow(clippy::type_complexity)]
+pub fn layer<S>(
+    config: &Config,
+) -> Result<(BoxedLayer<S>, Vec<WorkerGuard>, Option<String>), String>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let filter =
         EnvFilter::try_new(&config.rust_log).map_err(|e| format!("invalid RUST_LOG: {e}"))?;
-    let (writer, guard) = non_blocking(std::io::stdout());
-    let layer = match config.log_format {
-        LogFormat::Json => json_layer(writer).with_filter(filter).boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+    let (stdout, stdout_guard) = non_blocking(std::io::stdout());
+    let mut guards = vec![stdout_guard];
+    let (file, file_error) = match config.log_file.as_deref() {
+        None => (None, None),
+        Some(path) => {
+            match open_log_file(path, config.log_file_rotation, config.log_file_max_files) {
+                Ok(appender) => {
+                    let (file, guard) = non_blocking(appender);
+                    guards.push(guard);
+                    (Some(file), None)
+                }
+                Err(error) => (None, Some(error)),
+            }
+        }
+    };
+    let layer = match (config.log_format, file) {
+        (LogFormat::Json, Some(file)) => json_layer(stdout.and(file)).with_filter(filter).boxed(),
+        (LogFormat::Json, None) => json_layer(stdout).with_filter(filter).boxed(),
+        (LogFormat::Pretty, file) => tracing_subscriber::fmt::layer()
             .pretty()
             .with_timer(UtcTime::rfc_3339())
-            .with_writer(writer)
+            .with_writer(stdout)
+            .and_then(file.map(json_layer))
             .with_filter(filter)
             .boxed(),
     };
-    Ok((layer, guard))
-}
-
-/// The `LOG_FILE` layer (JSON whatever `LOG_FORMAT` says, for the shipper), or `None`
-/// when `LOG_FILE` is unset; a file that cannot be opened is returned as the third value
-/// so the caller can warn once logging works.
-#[allow(clippy::type_complexity)]
-pub fn file_layer<S>(
-    config: &Config,
-) -> Result<(Option<BoxedLayer<S>>, Option<WorkerGuard>, Option<String>), String>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    let Some(path) = config.log_file.as_deref() else {
-        return Ok((None, None, None));
-    };
-    let filter =
-        EnvFilter::try_new(&config.rust_log).map_err(|e| format!("invalid RUST_LOG: {e}"))?;
-    match open_log_file(path, config.log_file_rotation, config.log_file_max_files) {
-        Ok(appender) => {
-            let (writer, guard) = non_blocking(appender);
-            Ok((
-                Some(json_layer(writer).with_filter(filter).boxed()),
-                Some(guard),
-                None,
-            ))
-        }
-        Err(error) => Ok((None, None, Some(error))),
-    }
+    Ok((layer, guards, file_error))
 }
 
 /// A fmt layer writing [`JsonLines`] to `writer`.
@@ -253,13 +248,16 @@ fn write_json_str(writer: &mut impl fmt::Write, value: &str) -> fmt::Result {
     writer.write_char('"')
 }
 
+/// A non-blocking writer over `sink`. The worker thread writes through a `BufWriter` and
+/// flushes each time it has drained the queue, so lines that queue up under load leave in
+/// one write instead of one system call each.
 fn non_blocking<W: std::io::Write + Send + 'static>(
     sink: W,
 ) -> (tracing_appender::non_blocking::NonBlocking, WorkerGuard) {
     let (writer, guard) = NonBlockingBuilder::default()
         .buffered_lines_limit(BUFFERED_LINES)
         .lossy(true)
-        .finish(sink);
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, sink));
     if let Ok(mut counters) = counters().lock() {
         counters.push(writer.error_counter());
     }

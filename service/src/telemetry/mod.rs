@@ -27,8 +27,8 @@ pub use otel::{resource_attributes, sampler};
 #[must_use = "dropping the guard stops telemetry"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
-    _file: Option<WorkerGuard>,
-    _stdout: WorkerGuard,
+    /// Flush the log sinks when dropped.
+    _logs: Vec<WorkerGuard>,
 }
 
 impl TelemetryGuard {
@@ -75,11 +75,9 @@ pub fn internal_span(name: &'static str) -> tracing::Span {
 pub fn init(config: &Config) -> Result<TelemetryGuard, String> {
     let provider = otel::provider(config)?;
     otel::install_propagator();
-    let (stdout, stdout_guard) = logs::stdout_layer(config)?;
-    let (file, file_guard, file_error) = logs::file_layer(config)?;
+    let (logs, log_guards, file_error) = logs::layer(config)?;
     tracing_subscriber::registry()
-        .with(stdout)
-        .with(file)
+        .with(logs)
         .with(otel::layer(&provider))
         .try_init()
         .map_err(|e| format!("could not install the log subscriber: {e}"))?;
@@ -88,7 +86,6 @@ pub fn init(config: &Config) -> Result<TelemetryGuard, String> {
     }
     Ok(TelemetryGuard {
         provider: Some(provider),
-        _file: file_guard,
-        _stdout: stdout_guard,
+        _logs: log_guards,
     })
 }
