@@ -225,8 +225,8 @@ mod tests {
     #[test]
     fn observability_costs_are_one_minus_the_fraction_of_baseline() {
         let mut report = fixture::report();
-        report.observability.runs[0].fraction_of_baseline = Some(0.69);
-        report.observability.runs[1].fraction_of_baseline = Some(0.90);
+        report.observability.runs[1].fraction_of_baseline = Some(0.69);
+        report.observability.runs[2].fraction_of_baseline = Some(0.90);
 
         let verdicts = evaluate(&report);
 

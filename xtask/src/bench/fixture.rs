@@ -75,6 +75,7 @@ pub fn report() -> Report {
         observability: Observability {
             not_run: None,
             runs: vec![
+                observed("baseline", "always_off", 1.0),
                 observed("full", "always_on", 0.8),
                 observed("default", "parentbased_traceidratio 0.1", 0.95),
             ],

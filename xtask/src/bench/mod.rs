@@ -37,8 +37,6 @@ use crate::{flags, tools};
 
 /// Where the release build puts the service, relative to the workspace root.
 const SERVICE_BINARY: &str = "target/release/cart-service";
-/// The Jaeger v2 binary the observability runs export to.
-const JAEGER_BINARY: &str = "target/tools/bin/jaeger";
 /// How loaded the machine may be before the figures are called noisy.
 const QUIET_LOAD: f64 = 1.5;
 
@@ -170,7 +168,8 @@ impl Settings {
         }
         let _ = writeln!(
             text,
-            "  6. observability, `add` at 64 connections, exporting to {JAEGER_BINARY} --config <temp dir>/jaeger.yaml:"
+            "  6. observability, `add` at 64 connections, exporting to\n     {}",
+            observe::jaeger_invocation(&tools::PINNED_JAEGER.path(), [4317, 4318, 16686, 16685])
         );
         for setting in observe::SETTINGS {
             let _ = writeln!(

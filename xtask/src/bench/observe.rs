@@ -1,25 +1,28 @@
 //! What observability costs: `add` at 64 connections with the service exporting OTLP to
 //! a real local Jaeger v2 and writing its access log to stdout (a file here) and to
 //! `LOG_FILE`, once sampling every request and once with the default parent-based 10 %
-//! ratio, each reported as a fraction of the baseline `add` throughput.
+//! ratio, each reported as a fraction of the baseline `add` throughput measured right
+//! before them.
 
 use std::fs::File;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use xshell::Shell;
 
 use super::processes::{Owned, free_port, http_get};
 use super::report::{Observability, ObservedRun};
 use super::scenarios::Scenario;
 use super::session::{per_10k, run_wrk, script, start, url};
-use super::{JAEGER_BINARY, Settings, procfs};
+use super::{Settings, procfs};
 use crate::command::Invocation;
 
 /// Concurrency of the observability runs: the budget's.
 pub const CONNECTIONS: u32 = super::budget::BUDGET_CONNECTIONS;
+/// The project's one local Jaeger config, relative to the workspace root.
+const JAEGER_CONFIG: &str = "scripts/jaeger.yaml";
 
 /// One observability setting.
 #[derive(Debug, Clone, Copy)]
@@ -64,13 +67,23 @@ impl Setting {
     }
 }
 
-/// Runs both settings, or says why not.
+/// Where the observed runs send things.
+#[derive(Debug, Clone, Copy)]
+struct Sinks<'a> {
+    redis_port: u16,
+    otlp_port: u16,
+    query_port: u16,
+    dir: &'a Path,
+}
+
+/// Runs the baseline and both settings back to back, or says why not. The baseline is
+/// measured again here, next to the runs it is compared with, so a neighbour's burst of
+/// CPU during the matrix does not skew the fractions.
 pub fn run(
     sh: &Shell,
     settings: &Settings,
     redis_port: u16,
     dir: &Path,
-    baseline_rps: Option<f64>,
 ) -> anyhow::Result<Observability> {
     let not_run = |reason: String| {
         println!("==> observability runs skipped: {reason}");
@@ -82,51 +95,62 @@ pub fn run(
     if !settings.scenarios.contains(&Scenario::Add) {
         return not_run("the add scenario was not selected".to_owned());
     }
-    let jaeger = crate::workspace_root().join(JAEGER_BINARY);
-    if !jaeger.is_file() {
-        return not_run(format!(
-            "{JAEGER_BINARY} not found: build Jaeger v2 (v1.76.0) there, with `cargo xtask tools` where \
-             it pins Jaeger, or by hand from a tools module as DESIGN.md says (`go mod init tools/jaeger`, \
-             `go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@v1.76.0`, \
-             `go build -o target/tools/bin/jaeger github.com/jaegertracing/jaeger/cmd/jaeger`), then run again"
-        ));
-    }
-    let (jaeger, otlp_port, query_port) = start_jaeger(sh, &jaeger, dir)?;
-    let mut runs = Vec::new();
+    // The pinned Jaeger v2; its error says to run `cargo xtask tools`, which builds it.
+    let jaeger = match crate::tools::PINNED_JAEGER.require() {
+        Ok(path) => path,
+        Err(missing) => return not_run(format!("{missing:#}")),
+    };
+    let (jaeger, otlp_port, query_port) = start_jaeger(sh, &jaeger)?;
+    let sinks = Sinks {
+        redis_port,
+        otlp_port,
+        query_port,
+        dir,
+    };
+    let mut runs = vec![observed_run(sh, settings, None, sinks)?];
     for setting in SETTINGS {
-        runs.push(observed_run(
-            sh,
-            settings,
-            &setting,
-            redis_port,
-            otlp_port,
-            query_port,
-            dir,
-            baseline_rps,
-        )?);
+        runs.push(observed_run(sh, settings, Some(&setting), sinks)?);
     }
     jaeger.stop()?;
+    let baseline = runs[0].service.rps;
+    for run in &mut runs {
+        run.fraction_of_baseline = (baseline > 0.0).then(|| run.service.rps / baseline);
+        println!(
+            "==> add, {:<8} {:>7.0} req/s, {:>4.0} % of baseline, p99 {:.2} ms, traces in Jaeger: {}",
+            run.name,
+            run.service.rps,
+            run.fraction_of_baseline.unwrap_or_default() * 100.0,
+            run.service.p99_ms,
+            run.traces_word(),
+        );
+    }
     Ok(Observability {
         not_run: None,
         runs,
     })
 }
 
-#[allow(clippy::too_many_arguments)] // one call site, every argument a different fact
+/// `add` at [`CONNECTIONS`] against a fresh service: the baseline (`None`) or `setting`.
 fn observed_run(
     sh: &Shell,
     settings: &Settings,
-    setting: &Setting,
-    redis_port: u16,
-    otlp_port: u16,
-    query_port: u16,
-    dir: &Path,
-    baseline_rps: Option<f64>,
+    setting: Option<&Setting>,
+    sinks: Sinks<'_>,
 ) -> anyhow::Result<ObservedRun> {
+    let Sinks {
+        redis_port,
+        otlp_port,
+        query_port,
+        dir,
+    } = sinks;
+    let name = setting.map_or("baseline", |s| s.name);
     let port = free_port()?;
-    let stdout_path = dir.join(format!("{}.stdout", setting.name));
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let stdout_path = dir.join(format!("{name}.stdout"));
     let stdout = File::create(&stdout_path)?;
-    let invocation = super::service(port, redis_port, Some((setting, otlp_port, dir)));
+    let invocation = super::service(port, redis_port, setting.map(|s| (s, otlp_port, dir)));
     let (mut service, _) = start(sh, &invocation, port, Stdio::from(stdout))?;
     let add_script = script(dir, Scenario::Add);
     let add_url = url(port, Scenario::Add);
@@ -134,69 +158,35 @@ fn observed_run(
     let (result, usage) = procfs::measure(service.process.pid(), || {
         run_wrk(sh, &add_script, &add_url, CONNECTIONS, settings.duration)
     })?;
-    service.process.ensure_running()?;
+    service
+        .process
+        .ensure_running()
+        .with_context(|| format!("its last log lines:\n{}", last_lines(&stdout_path)))?;
     let result = result?;
     // Stopping flushes the batched spans and the log writer before the sizes are read.
     service.process.stop()?;
-    let traces_arrived = wait_for_traces(query_port);
-    let fraction = baseline_rps.filter(|&b| b > 0.0).map(|b| result.rps / b);
-    println!(
-        "==> add with {:<7} observability: {:>7.0} req/s ({}) p99 {:.2} ms, traces in Jaeger: {}",
-        setting.name,
-        result.rps,
-        fraction.map_or("no baseline".to_owned(), |f| format!(
-            "{:.0} % of baseline",
-            f * 100.0
-        )),
-        result.p99_ms,
-        if traces_arrived { "yes" } else { "no" },
-    );
     Ok(ObservedRun {
-        name: setting.name.to_owned(),
-        sampler: format!("{} {}", setting.sampler, setting.sampler_arg),
+        name: name.to_owned(),
+        sampler: setting.map_or("always_off".to_owned(), |s| {
+            format!("{} {}", s.sampler, s.sampler_arg)
+        }),
         connections: CONNECTIONS,
         cpu_s_per_10k: per_10k(usage.cpu_seconds, result.requests),
         peak_rss_kib: usage.peak_rss_kib,
         service: result,
-        fraction_of_baseline: fraction,
+        fraction_of_baseline: None,
         stdout_bytes: std::fs::metadata(&stdout_path).map_or(0, |m| m.len()),
-        log_file_bytes: dir_bytes(setting.log_file(dir).parent().unwrap_or(dir)),
-        traces_arrived,
+        log_file_bytes: setting.map_or(0, |s| dir_bytes(s.log_file(dir).parent().unwrap_or(dir))),
+        traces_arrived: setting.is_some() && wait_for_traces(query_port, since),
     })
 }
 
-/// Jaeger v2 all-in-one, in-memory, on free loopback ports (as service/tests/jaeger does);
-/// returns it with its OTLP gRPC and query ports once the query API answers.
-fn start_jaeger(sh: &Shell, binary: &Path, dir: &Path) -> anyhow::Result<(Owned, u16, u16)> {
+/// Jaeger v2 all-in-one from `scripts/jaeger.yaml` (in-memory, the config the trace
+/// tests and `dev --jaeger` use) on free loopback ports; returns it with its OTLP gRPC and
+/// query ports once the query API answers.
+fn start_jaeger(sh: &Shell, binary: &Path) -> anyhow::Result<(Owned, u16, u16)> {
     let (grpc, http, query, query_grpc) = (free_port()?, free_port()?, free_port()?, free_port()?);
-    let config = format!(
-        r#"service:
-  extensions: [jaeger_storage, jaeger_query]
-  pipelines:
-    traces: {{receivers: [otlp], processors: [batch], exporters: [jaeger_storage_exporter]}}
-  telemetry: {{metrics: {{level: none}}, logs: {{level: error}}}}
-extensions:
-  jaeger_query:
-    storage: {{traces: memstore}}
-    http: {{endpoint: "127.0.0.1:{query}"}}
-    grpc: {{endpoint: "127.0.0.1:{query_grpc}"}}
-  jaeger_storage:
-    backends: {{memstore: {{memory: {{max_traces: 10000}}}}}}
-receivers:
-  otlp:
-    protocols:
-      grpc: {{endpoint: "127.0.0.1:{grpc}"}}
-      http: {{endpoint: "127.0.0.1:{http}"}}
-processors:
-  batch: {{timeout: 100ms}}
-exporters:
-  jaeger_storage_exporter: {{trace_storage: memstore}}
-"#
-    );
-    let path = dir.join("jaeger.yaml");
-    std::fs::write(&path, config)?;
-    let invocation = Invocation::new(&binary.display().to_string())
-        .args(["--config".to_owned(), path.display().to_string()]);
+    let invocation = jaeger_invocation(binary, [grpc, http, query, query_grpc]);
     let mut jaeger = Owned::spawn(sh, "jaeger", &invocation, Stdio::null())?;
     let started = Instant::now();
     while !matches!(http_get(query, "/api/services"), Ok((200, _))) {
@@ -209,18 +199,41 @@ exporters:
     Ok((jaeger, grpc, query))
 }
 
-/// Whether Jaeger lists cart-service among its services, within a few seconds.
-fn wait_for_traces(query_port: u16) -> bool {
+/// `jaeger --config scripts/jaeger.yaml` with the OTLP gRPC, OTLP HTTP, query HTTP and
+/// query gRPC ports the config reads from the environment.
+pub fn jaeger_invocation(binary: &Path, [grpc, http, query, query_grpc]: [u16; 4]) -> Invocation {
+    Invocation::new(&binary.display().to_string())
+        .args(["--config".to_owned(), JAEGER_CONFIG.to_owned()])
+        .env("JAEGER_OTLP_GRPC_PORT", grpc.to_string())
+        .env("JAEGER_OTLP_HTTP_PORT", http.to_string())
+        .env("JAEGER_QUERY_PORT", query.to_string())
+        .env("JAEGER_QUERY_GRPC_PORT", query_grpc.to_string())
+}
+
+/// Whether Jaeger holds a cart-service trace that started after `since` (µs since the
+/// Unix epoch), within a few seconds: the run's own spans, not an earlier run's.
+fn wait_for_traces(query_port: u16, since: u128) -> bool {
+    let path = format!("/api/traces?service=cart-service&start={since}&limit=1");
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(5) {
-        if let Ok((200, body)) = http_get(query_port, "/api/services")
-            && body.contains("cart-service")
+        if let Ok((200, body)) = http_get(query_port, &path)
+            && body.contains("\"traceID\"")
         {
             return true;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     false
+}
+
+/// The last lines of a log other than access lines: what a process said before it stopped.
+fn last_lines(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.contains(r#""target":"access""#))
+        .collect();
+    lines[lines.len().saturating_sub(8)..].join("\n")
 }
 
 /// Total size of the files in `dir` (the rotating appender names them by date).
@@ -248,6 +261,17 @@ mod tests {
             "RUST_LOG=info LOG_FILE=/tmp/b/logs-full/cart-service.log OTEL_TRACES_SAMPLER=always_on \
              OTEL_TRACES_SAMPLER_ARG=1.0 OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 \
              OTEL_EXPORTER_OTLP_PROTOCOL=grpc cart-service"
+        );
+    }
+
+    #[test]
+    fn jaeger_runs_the_shared_config_with_ports_from_the_environment() {
+        let invocation = jaeger_invocation(Path::new("/t/jaeger"), [1, 2, 3, 4]);
+
+        assert_eq!(
+            invocation.to_string(),
+            "JAEGER_OTLP_GRPC_PORT=1 JAEGER_OTLP_HTTP_PORT=2 JAEGER_QUERY_PORT=3 \
+             JAEGER_QUERY_GRPC_PORT=4 /t/jaeger --config scripts/jaeger.yaml"
         );
     }
 

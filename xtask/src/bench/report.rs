@@ -91,6 +91,17 @@ pub struct ObservedRun {
     pub traces_arrived: bool,
 }
 
+impl ObservedRun {
+    /// "yes" or "no" for the traces column; "—" for the baseline, which exports nothing.
+    pub fn traces_word(&self) -> &'static str {
+        match (self.name.as_str(), self.traces_arrived) {
+            ("baseline", _) => "—",
+            (_, true) => "yes",
+            (_, false) => "no",
+        }
+    }
+}
+
 impl Report {
     /// Whether any request failed: a non-2xx answer or a socket error anywhere.
     pub fn failed(&self) -> bool {
@@ -121,7 +132,8 @@ impl Report {
         let run = if self.failed() { "FAIL" } else { "PASS" };
         let _ = writeln!(
             md,
-            "# cargo xtask bench, {}\n\n{} cores; load average {} before, {} after; {} s per point; \
+            "# cargo xtask bench, {}\n\n{} cores; load average {} before, {} after (the run's own load \
+             included); {} s per point; \
              run took {:.0} s. Requests: **{run}** (any non-2xx or socket error fails the run).\n",
             self.started,
             self.machine.cores,
@@ -217,7 +229,7 @@ impl Report {
                 run.cpu_s_per_10k,
                 run.stdout_bytes / 1024,
                 run.log_file_bytes / 1024,
-                if run.traces_arrived { "yes" } else { "no" },
+                run.traces_word(),
             );
         }
         md
@@ -288,7 +300,7 @@ mod tests {
     #[test]
     fn an_error_anywhere_fails_the_run_and_verdicts_are_appended() {
         let mut report = fixture::report();
-        report.observability.runs[0].service.errors.read = 1;
+        report.observability.runs[1].service.errors.read = 1;
         let verdicts = budget::evaluate(&report);
 
         let md = report.markdown(Some(&verdicts));

@@ -85,11 +85,7 @@ pub fn run(
     }
     service.process.stop()?;
 
-    let baseline = points
-        .iter()
-        .find(|p| p.scenario == "add" && p.connections == observe::CONNECTIONS)
-        .map(|p| p.service.rps);
-    let observability = observe::run(sh, settings, redis_port, dir.path(), baseline)?;
+    let observability = observe::run(sh, settings, redis_port, dir.path())?;
     redis.stop()?;
     Ok(Report {
         started: started_utc,
