@@ -18,7 +18,6 @@ use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, UtcTime};
-use tracing_subscriber::fmt::writer::MakeWriterExt as _;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -53,29 +52,37 @@ where
 {
     let filter =
         EnvFilter::try_new(&config.rust_log).map_err(|e| format!("invalid RUST_LOG: {e}"))?;
-    let (stdout, stdout_guard) = non_blocking(std::io::stdout());
-    let mut guards = vec![stdout_guard];
     let (file, file_error) = match config.log_file.as_deref() {
         None => (None, None),
         Some(path) => {
             match open_log_file(path, config.log_file_rotation, config.log_file_max_files) {
-                Ok(appender) => {
-                    let (file, guard) = non_blocking(appender);
-                    guards.push(guard);
-                    (Some(file), None)
-                }
+                Ok(appender) => (Some(appender), None),
                 Err(error) => (None, Some(error)),
             }
         }
     };
+    let mut guards = Vec::new();
+    let mut sink = |writer| {
+        let (writer, guard) = non_blocking(writer);
+        guards.push(guard);
+        writer
+    };
     let layer = match (config.log_format, file) {
-        (LogFormat::Json, Some(file)) => json_layer(stdout.and(file)).with_filter(filter).boxed(),
-        (LogFormat::Json, None) => json_layer(stdout).with_filter(filter).boxed(),
+        // One queue and one worker thread write each line to both sinks.
+        (LogFormat::Json, Some(file)) => json_layer(sink(Box::new(Tee {
+            stdout: std::io::stdout(),
+            file,
+        })))
+        .with_filter(filter)
+        .boxed(),
+        (LogFormat::Json, None) => json_layer(sink(Box::new(std::io::stdout())))
+            .with_filter(filter)
+            .boxed(),
         (LogFormat::Pretty, file) => tracing_subscriber::fmt::layer()
             .pretty()
             .with_timer(UtcTime::rfc_3339())
-            .with_writer(stdout)
-            .and_then(file.map(json_layer))
+            .with_writer(sink(Box::new(std::io::stdout())))
+            .and_then(file.map(|file| json_layer(sink(Box::new(file)))))
             .with_filter(filter)
             .boxed(),
     };
@@ -251,8 +258,8 @@ fn write_json_str(writer: &mut impl fmt::Write, value: &str) -> fmt::Result {
 /// A non-blocking writer over `sink`. The worker thread writes through a `BufWriter` and
 /// flushes each time it has drained the queue, so lines that queue up under load leave in
 /// one write instead of one system call each.
-fn non_blocking<W: std::io::Write + Send + 'static>(
-    sink: W,
+fn non_blocking(
+    sink: Box<dyn std::io::Write + Send>,
 ) -> (tracing_appender::non_blocking::NonBlocking, WorkerGuard) {
     let (writer, guard) = NonBlockingBuilder::default()
         .buffered_lines_limit(BUFFERED_LINES)
@@ -262,6 +269,26 @@ fn non_blocking<W: std::io::Write + Send + 'static>(
         counters.push(writer.error_counter());
     }
     (writer, guard)
+}
+
+/// Writes each line to stdout and to the log file. A failing file (a full disk) must not
+/// cost the stdout copy, so its errors are swallowed here; stdout's are reported.
+struct Tee {
+    stdout: std::io::Stdout,
+    file: RollingFileAppender,
+}
+
+impl std::io::Write for Tee {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let _ = self.file.write_all(line);
+        self.stdout.write_all(line)?;
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.file.flush();
+        self.stdout.flush()
+    }
 }
 
 fn counters() -> &'static std::sync::Mutex<Vec<ErrorCounter>> {
