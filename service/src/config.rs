@@ -71,6 +71,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub redis_response_timeout_ms: u64,
 
+    /// Multiplexed Redis connections, used round-robin; each one pipelines the commands of
+    /// many requests.
+    #[arg(long, env = "REDIS_CONNECTIONS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub redis_connections: u16,
+
     /// Time to wait for a new Redis connection (TCP, TLS and handshake), in milliseconds.
     #[arg(long, env = "REDIS_CONNECT_TIMEOUT_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]

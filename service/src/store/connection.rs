@@ -16,7 +16,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -41,7 +41,7 @@ pub const MAX_CONSECUTIVE_TIMEOUTS: u32 = 3;
 /// to the previous one, so a burst of traffic cannot turn into a reconnect storm.
 const NUDGE_SPACING: Duration = Duration::from_millis(250);
 
-/// A handle to the shared connection. Cheap to clone.
+/// A handle to the shared connections. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RedisConnection {
     inner: Arc<Inner>,
@@ -54,10 +54,18 @@ struct Inner {
     server_address: String,
     server_port: u16,
     connect_timeout: Duration,
+    /// `REDIS_CONNECTIONS` multiplexed connections, used round-robin, each supervised.
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+    closed: AtomicBool,
+}
+
+/// One multiplexed connection and the state its supervisor keeps.
+#[derive(Debug, Default)]
+struct Slot {
     current: ArcSwapOption<MultiplexedConnection>,
     wake: Notify,
     consecutive_timeouts: AtomicU32,
-    closed: AtomicBool,
 }
 
 /// Parses `REDIS_URL` and applies the TCP settings every connection uses.
@@ -98,19 +106,25 @@ impl RedisConnection {
             server_address,
             server_port,
             connect_timeout: config.redis_connect_timeout() + config.redis_response_timeout(),
-            current: ArcSwapOption::empty(),
-            wake: Notify::new(),
-            consecutive_timeouts: AtomicU32::new(0),
+            slots: (0..config.redis_connections)
+                .map(|_| Slot::default())
+                .collect(),
+            next: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         });
-        tokio::spawn(supervise(Arc::clone(&inner)));
+        for index in 0..inner.slots.len() {
+            tokio::spawn(supervise(Arc::clone(&inner), index));
+        }
         Ok(Self { inner })
     }
 
-    /// Whether a connection is currently established (it may still turn out dead).
+    /// Whether every connection is currently established (one may still turn out dead).
     #[must_use]
     pub fn is_connected(&self) -> bool {
-        self.inner.current.load().is_some()
+        self.inner
+            .slots
+            .iter()
+            .all(|slot| slot.current.load().is_some())
     }
 
     /// Runs one operation on the shared connection, failing at once when there is none,
@@ -123,8 +137,10 @@ impl RedisConnection {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let Some(connection) = self.inner.current.load_full() else {
-            self.inner.wake.notify_one();
+        let slots = &self.inner.slots;
+        let slot = &slots[self.inner.next.fetch_add(1, Ordering::Relaxed) % slots.len()];
+        let Some(connection) = slot.current.load_full() else {
+            slot.wake.notify_one();
             return Err(StoreError::NotConnected);
         };
         let span = if crate::telemetry::is_sampled() {
@@ -149,15 +165,15 @@ impl RedisConnection {
             .record(started.elapsed().as_secs_f64());
         match result {
             Ok(value) => {
-                self.inner.consecutive_timeouts.store(0, Ordering::Relaxed);
+                slot.consecutive_timeouts.store(0, Ordering::Relaxed);
                 Ok(value)
             }
             Err(error) => {
                 span.record("otel.status_code", "ERROR");
-                if is_dead(&error, &self.inner.consecutive_timeouts) {
+                if is_dead(&error, &slot.consecutive_timeouts) {
                     tracing::warn!(error = %error, "redis connection lost; reconnecting");
-                    self.inner.current.compare_and_swap(&Some(connection), None);
-                    self.inner.wake.notify_one();
+                    slot.current.compare_and_swap(&Some(connection), None);
+                    slot.wake.notify_one();
                 }
                 Err(error.into())
             }
@@ -167,8 +183,10 @@ impl RedisConnection {
     /// Stops the supervisor and drops the connection (the last step of shutdown).
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.current.store(None);
-        self.inner.wake.notify_one();
+        for slot in &self.inner.slots {
+            slot.current.store(None);
+            slot.wake.notify_one();
+        }
     }
 }
 
@@ -189,18 +207,23 @@ fn is_dead(error: &redis::RedisError, consecutive_timeouts: &AtomicU32) -> bool 
     error.is_connection_dropped() || error.is_connection_refusal() || error.is_unrecoverable_error()
 }
 
-async fn supervise(inner: Arc<Inner>) {
+async fn supervise(inner: Arc<Inner>, index: usize) {
+    let slot = &inner.slots[index];
     let mut failures = 0u32;
     while !inner.closed.load(Ordering::SeqCst) {
-        if inner.current.load().is_some() {
-            inner.wake.notified().await;
+        if slot.current.load().is_some() {
+            slot.wake.notified().await;
             continue;
         }
         match connect(&inner).await {
             Ok(connection) if !inner.closed.load(Ordering::SeqCst) => {
-                inner.consecutive_timeouts.store(0, Ordering::Relaxed);
-                inner.current.store(Some(Arc::new(connection)));
-                tracing::info!(after_failures = failures, "connected to redis");
+                slot.consecutive_timeouts.store(0, Ordering::Relaxed);
+                slot.current.store(Some(Arc::new(connection)));
+                tracing::info!(
+                    connection = index,
+                    after_failures = failures,
+                    "connected to redis"
+                );
                 failures = 0;
             }
             Ok(_) => break,
@@ -208,6 +231,7 @@ async fn supervise(inner: Arc<Inner>) {
                 let delay = backoff(failures);
                 failures = failures.saturating_add(1);
                 tracing::warn!(
+                    connection = index,
                     attempt = failures,
                     retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     error = %error,
@@ -217,7 +241,7 @@ async fn supervise(inner: Arc<Inner>) {
                 tokio::time::sleep(spacing).await;
                 tokio::select! {
                     () = tokio::time::sleep(delay.saturating_sub(spacing)) => {}
-                    () = inner.wake.notified() => {}
+                    () = slot.wake.notified() => {}
                 }
             }
         }

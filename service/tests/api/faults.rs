@@ -195,3 +195,40 @@ async fn a_password_in_redis_url_authenticates_and_a_wrong_one_is_never_ready() 
         "no password in the answer: {body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_connections_share_the_load_and_all_come_back_after_a_restart() {
+    let mut redis = RedisServer::start();
+    let app = spawn_app_with(&redis.url(), |c| {
+        c.redis_connections = 3;
+        c.redis_response_timeout_ms = 300;
+    })
+    .await;
+    let user = unique_user();
+    let adds = futures_util::future::join_all((0..30).map(|_| app.add(&user, "p-1", 1))).await;
+    assert!(adds.iter().all(|r| r.status() == 200));
+    assert_eq!(app.cart(&user).await["total_quantity"], 30);
+
+    redis.kill();
+    let down = app.get(&format!("/v1/cart/{user}")).await;
+    redis.restart();
+
+    assert_eq!(down.status(), 503);
+    eventually(
+        Duration::from_secs(3),
+        "ten requests in a row succeed on every connection",
+        || async {
+            for _ in 0..10 {
+                if app.get(&format!("/v1/cart/{user}")).await.status() != 200 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    assert!(
+        app.state.store.connection().is_connected(),
+        "all three connections are back"
+    );
+}

@@ -194,6 +194,7 @@ pub struct TestApp {
     pub address: String,
     pub redis_url: String,
     pub client: reqwest::Client,
+    pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -301,6 +302,7 @@ pub async fn spawn_app_unready(
         address,
         redis_url: redis_url.to_owned(),
         client: reqwest::Client::new(),
+        state,
         stop: Some(stop),
         task: Some(task),
     }
