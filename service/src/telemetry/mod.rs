@@ -9,6 +9,7 @@
 //!
 //! The two have separate filters: `RUST_LOG=warn` quiets the logs without losing traces.
 
+pub mod format;
 pub mod logs;
 pub mod otel;
 

@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -382,103 +382,4 @@ fn ping(address: SocketAddr) -> bool {
     stream.write_all(b"PING\r\n").is_ok()
         && stream.read_exact(&mut reply).is_ok()
         && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
-}
-
-/// `cart-service` running as a child process; killed on drop.
-pub struct Service {
-    child: Child,
-    pub port: u16,
-    log: tempfile::NamedTempFile,
-}
-
-impl Service {
-    /// Starts the binary on a free port against the shared Redis, with `overrides` on top of
-    /// a clean environment, and waits until `/readyz` is 200.
-    pub async fn start(overrides: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let log = tempfile::NamedTempFile::new().expect("create a log file");
-        let stdout = log.reopen().expect("open the log file");
-        let stderr = log.reopen().expect("open the log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_cart-service"))
-            .env_clear()
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("REDIS_URL", shared_redis_url())
-            .env("LOG_FORMAT", "json")
-            .envs(overrides.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn the cart-service binary");
-        let mut service = Self { child, port, log };
-        service.wait_ready().await;
-        service
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Sends SIGTERM; returns when.
-    pub fn terminate(&self) -> Instant {
-        let pid = i32::try_from(self.child.id()).expect("pid fits in i32");
-        nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM).expect("send SIGTERM");
-        Instant::now()
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("poll the child").is_none()
-    }
-
-    /// Waits for the process to exit; returns its status and when it was seen to exit.
-    pub async fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Instant) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the child") {
-                return (status, Instant::now());
-            }
-            assert!(
-                started.elapsed() < limit,
-                "cart-service still running after {limit:?}: {}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Everything the process wrote, for failure messages.
-    pub fn log(&self) -> String {
-        let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
-        format!("\n--- cart-service output ---\n{text}")
-    }
-
-    pub async fn wait_ready(&mut self) {
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = client.get(self.url("/readyz")).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            assert!(
-                self.is_running(),
-                "cart-service exited during startup: {}",
-                self.log()
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "cart-service not ready within 10 s: {}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

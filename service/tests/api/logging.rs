@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::helpers::{Service, unique_user};
+use crate::helpers::unique_user;
+use crate::process::Service;
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()

@@ -13,4 +13,5 @@ mod helpers;
 mod idempotency;
 mod logging;
 mod operations;
+mod process;
 mod shutdown;

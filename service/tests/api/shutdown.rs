@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{Service, unique_user};
+use crate::helpers::unique_user;
+use crate::process::Service;
 
 /// Slack on top of every shutdown deadline, for a loaded two-core machine.
 const SLACK: Duration = Duration::from_millis(1500);

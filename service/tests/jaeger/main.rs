@@ -11,6 +11,9 @@
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "../api/process.rs"]
+#[allow(dead_code)]
+mod process;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -18,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use helpers::{Service, free_port, unique_user};
+use helpers::{free_port, unique_user};
+use process::Service;
 
 /// A Jaeger v2 all-in-one with in-memory storage on free loopback ports; killed on drop.
 struct Jaeger {
