@@ -7,17 +7,20 @@ use crate::helpers::{
     assert_problem, redis_client, shared_redis_url, spawn_app, spawn_app_with, unique_user,
 };
 
-fn add_with_key(
+async fn add_with_key(
     app: &crate::helpers::TestApp,
     user: &str,
     key: &str,
     product: &str,
     quantity: i64,
-) -> reqwest::RequestBuilder {
+) -> reqwest::Response {
     app.client
         .post(app.url(&format!("/v1/cart/{user}")))
         .header("Idempotency-Key", key)
         .json(&json!({"product_id": product, "quantity": quantity}))
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -25,14 +28,8 @@ async fn a_retry_with_the_same_key_and_body_replays_and_adds_nothing() {
     let app = spawn_app().await;
     let user = unique_user();
 
-    let first = add_with_key(&app, &user, "k-1", "p-1", 2)
-        .send()
-        .await
-        .unwrap();
-    let retry = add_with_key(&app, &user, "k-1", "p-1", 2)
-        .send()
-        .await
-        .unwrap();
+    let first = add_with_key(&app, &user, "k-1", "p-1", 2).await;
+    let retry = add_with_key(&app, &user, "k-1", "p-1", 2).await;
 
     assert_eq!(first.status(), 200);
     assert!(first.headers().get("idempotent-replayed").is_none());
@@ -53,16 +50,10 @@ async fn a_retry_with_the_same_key_and_body_replays_and_adds_nothing() {
 async fn the_replay_returns_the_original_total_even_after_later_writes() {
     let app = spawn_app().await;
     let user = unique_user();
-    add_with_key(&app, &user, "k-1", "p-1", 2)
-        .send()
-        .await
-        .unwrap();
+    add_with_key(&app, &user, "k-1", "p-1", 2).await;
     app.add(&user, "p-1", 5).await;
 
-    let retry = add_with_key(&app, &user, "k-1", "p-1", 2)
-        .send()
-        .await
-        .unwrap();
+    let retry = add_with_key(&app, &user, "k-1", "p-1", 2).await;
 
     assert_eq!(
         retry.json::<serde_json::Value>().await.unwrap()["quantity"],
@@ -75,19 +66,10 @@ async fn the_replay_returns_the_original_total_even_after_later_writes() {
 async fn the_same_key_with_another_body_is_422_and_changes_nothing() {
     let app = spawn_app().await;
     let user = unique_user();
-    add_with_key(&app, &user, "k-1", "p-1", 2)
-        .send()
-        .await
-        .unwrap();
+    add_with_key(&app, &user, "k-1", "p-1", 2).await;
 
-    let other_quantity = add_with_key(&app, &user, "k-1", "p-1", 3)
-        .send()
-        .await
-        .unwrap();
-    let other_product = add_with_key(&app, &user, "k-1", "p-2", 2)
-        .send()
-        .await
-        .unwrap();
+    let other_quantity = add_with_key(&app, &user, "k-1", "p-1", 3).await;
+    let other_product = add_with_key(&app, &user, "k-1", "p-2", 2).await;
 
     let problem = assert_problem(other_quantity, 422).await;
     assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
@@ -118,10 +100,7 @@ async fn a_duplicate_while_the_first_is_still_running_is_409() {
         .await
         .unwrap();
 
-    let duplicate = add_with_key(&app, &user, "k-1", "p-1", 2)
-        .send()
-        .await
-        .unwrap();
+    let duplicate = add_with_key(&app, &user, "k-1", "p-1", 2).await;
 
     assert_problem(duplicate, 409).await;
     assert_eq!(app.cart(&user).await["items"], json!([]));
@@ -132,11 +111,10 @@ async fn concurrent_requests_with_one_key_add_exactly_once() {
     let app = spawn_app().await;
     let user = unique_user();
 
-    let responses =
-        join_all((0..20).map(|_| add_with_key(&app, &user, "k-1", "p-1", 3).send())).await;
+    let responses = join_all((0..20).map(|_| add_with_key(&app, &user, "k-1", "p-1", 3))).await;
 
     for response in responses {
-        let status = response.unwrap().status().as_u16();
+        let status = response.status().as_u16();
         assert!(status == 200 || status == 409, "status {status}");
     }
     assert_eq!(app.cart(&user).await["total_quantity"], 3);
@@ -147,14 +125,8 @@ async fn keys_are_scoped_to_the_user() {
     let app = spawn_app().await;
     let (alice, bob) = (unique_user(), unique_user());
 
-    add_with_key(&app, &alice, "shared", "p-1", 1)
-        .send()
-        .await
-        .unwrap();
-    let bob_first = add_with_key(&app, &bob, "shared", "p-1", 1)
-        .send()
-        .await
-        .unwrap();
+    add_with_key(&app, &alice, "shared", "p-1", 1).await;
+    let bob_first = add_with_key(&app, &bob, "shared", "p-1", 1).await;
 
     assert!(bob_first.headers().get("idempotent-replayed").is_none());
     assert_eq!(app.cart(&bob).await["total_quantity"], 1);
@@ -166,10 +138,7 @@ async fn records_live_24_hours() {
     let user = unique_user();
     let mut redis = redis_client(&app.redis_url).await;
 
-    add_with_key(&app, &user, "k-1", "p-1", 1)
-        .send()
-        .await
-        .unwrap();
+    add_with_key(&app, &user, "k-1", "p-1", 1).await;
 
     let ttl: i64 = redis::cmd("TTL")
         .arg(format!("idem:{{{user}}}:k-1"))
@@ -185,19 +154,13 @@ async fn a_rejected_add_is_not_remembered_so_a_later_retry_runs() {
     let user = unique_user();
     app.add(&user, "p-1", 1).await;
 
-    let rejected = add_with_key(&app, &user, "k-1", "p-2", 1)
-        .send()
-        .await
-        .unwrap();
+    let rejected = add_with_key(&app, &user, "k-1", "p-2", 1).await;
     app.client
         .delete(app.url(&format!("/v1/cart/{user}/items/p-1")))
         .send()
         .await
         .unwrap();
-    let retried = add_with_key(&app, &user, "k-1", "p-2", 1)
-        .send()
-        .await
-        .unwrap();
+    let retried = add_with_key(&app, &user, "k-1", "p-2", 1).await;
 
     assert_problem(rejected, 422).await;
     assert_eq!(retried.status(), 200);
@@ -211,10 +174,7 @@ async fn malformed_keys_are_422() {
     let too_long = "k".repeat(256);
 
     for key in ["", "has space", too_long.as_str()] {
-        let response = add_with_key(&app, &user, key, "p-1", 1)
-            .send()
-            .await
-            .unwrap();
+        let response = add_with_key(&app, &user, key, "p-1", 1).await;
         let problem = assert_problem(response, 422).await;
         assert_eq!(
             problem["errors"][0]["field"], "Idempotency-Key",

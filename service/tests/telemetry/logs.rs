@@ -14,21 +14,7 @@ async fn the_access_log_line_carries_the_trace_id_of_the_request() {
     let response = app.add(&user, "p-1", 1).await;
     let trace_id = trace_id_of(&response);
 
-    eventually(
-        Duration::from_secs(5),
-        "the access line is logged",
-        || async {
-            log_lines()
-                .iter()
-                .any(|l| l["trace_id"] == trace_id.as_str() && l["target"] == "access")
-        },
-    )
-    .await;
-    let lines = log_lines();
-    let access = lines
-        .iter()
-        .find(|l| l["trace_id"] == trace_id.as_str() && l["target"] == "access")
-        .unwrap();
+    let access = access_line(&trace_id).await;
     assert_eq!(access["message"], "request");
     assert_eq!(access["method"], "POST");
     assert_eq!(access["route"], "/v1/cart/{user_id}");
@@ -60,22 +46,21 @@ async fn client_errors_log_at_warn_and_lines_outside_requests_have_no_trace_id()
     let trace_id = trace_id_of(&response);
     tracing::info!(target: "outside", "not in a request");
 
-    eventually(
-        Duration::from_secs(5),
-        "the access line is logged",
-        || async {
-            log_lines()
-                .iter()
-                .any(|l| l["trace_id"] == trace_id.as_str() && l["target"] == "access")
-        },
-    )
-    .await;
+    let access = access_line(&trace_id).await;
     let lines = log_lines();
-    let access = lines
-        .iter()
-        .find(|l| l["trace_id"] == trace_id.as_str() && l["target"] == "access")
-        .unwrap();
     assert_eq!(access["level"], "WARN");
     let outside = lines.iter().find(|l| l["target"] == "outside").unwrap();
     assert!(outside.get("trace_id").is_none(), "{outside}");
+}
+
+/// Waits for the access line of the request with `trace_id`, and returns it.
+async fn access_line(trace_id: &str) -> serde_json::Value {
+    let is_access = |l: &serde_json::Value| l["trace_id"] == trace_id && l["target"] == "access";
+    eventually(
+        Duration::from_secs(5),
+        "the access line is logged",
+        || async { log_lines().iter().any(is_access) },
+    )
+    .await;
+    log_lines().into_iter().find(is_access).unwrap()
 }
