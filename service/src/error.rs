@@ -33,7 +33,7 @@ pub enum Error {
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// The body is over the size limit (413).
-    #[error("request body is larger than the limit")]
+    #[error("request body is larger than {max} bytes", max = crate::routes::MAX_BODY_BYTES)]
     PayloadTooLarge,
     /// The request body did not arrive in time (408).
     #[error("the request body was not received in time")]

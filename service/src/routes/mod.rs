@@ -140,14 +140,12 @@ async fn problemify(response: Response) -> Response {
         return response;
     }
     let detail = match status {
-        StatusCode::NOT_FOUND => Some("no route for this path".to_owned()),
+        StatusCode::NOT_FOUND => Some(Error::NotFound.to_string()),
         StatusCode::METHOD_NOT_ALLOWED => {
             Some("method not allowed for this path; see the Allow header".to_owned())
         }
-        StatusCode::PAYLOAD_TOO_LARGE => Some(format!(
-            "request body is larger than {MAX_BODY_BYTES} bytes"
-        )),
-        StatusCode::REQUEST_TIMEOUT => Some("the request body was not received in time".to_owned()),
+        StatusCode::PAYLOAD_TOO_LARGE => Some(Error::PayloadTooLarge.to_string()),
+        StatusCode::REQUEST_TIMEOUT => Some(Error::RequestTimeout.to_string()),
         StatusCode::SERVICE_UNAVAILABLE => {
             Some("the request did not finish before its deadline".to_owned())
         }

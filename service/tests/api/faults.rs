@@ -38,16 +38,7 @@ async fn startup_without_redis_serves_at_once_with_fast_503s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_redis_means_fast_503s_and_the_first_request_after_restart_succeeds() {
     let mut redis = RedisServer::start();
-    let app = spawn_app_with(&redis.url(), |c| {
-        c.redis_response_timeout_ms = RESPONSE_TIMEOUT_MS;
-    })
-    .await;
-    let user = unique_user();
-    assert_eq!(
-        app.add(&user, "p-1", 1).await.status(),
-        200,
-        "works before the fault"
-    );
+    let (app, user) = app_with_a_cart(&redis).await;
 
     redis.kill();
     for attempt in 1..=3 {
@@ -87,16 +78,7 @@ async fn killed_redis_means_fast_503s_and_the_first_request_after_restart_succee
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_redis_means_fast_503s_and_the_service_recovers_on_resume() {
     let redis = RedisServer::start();
-    let app = spawn_app_with(&redis.url(), |c| {
-        c.redis_response_timeout_ms = RESPONSE_TIMEOUT_MS;
-    })
-    .await;
-    let user = unique_user();
-    assert_eq!(
-        app.add(&user, "p-1", 1).await.status(),
-        200,
-        "works before the fault"
-    );
+    let (app, user) = app_with_a_cart(&redis).await;
 
     // SIGSTOP: the socket stays open and no reset ever arrives, as in a network partition.
     redis.pause();
@@ -231,4 +213,19 @@ async fn several_connections_share_the_load_and_all_come_back_after_a_restart() 
         app.state.store.connection().is_connected(),
         "all three connections are back"
     );
+}
+
+/// The service against `redis`, with a short response timeout and one cart that works.
+async fn app_with_a_cart(redis: &RedisServer) -> (TestApp, String) {
+    let app = spawn_app_with(&redis.url(), |c| {
+        c.redis_response_timeout_ms = RESPONSE_TIMEOUT_MS;
+    })
+    .await;
+    let user = unique_user();
+    assert_eq!(
+        app.add(&user, "p-1", 1).await.status(),
+        200,
+        "works before the fault"
+    );
+    (app, user)
 }
