@@ -13,6 +13,9 @@
 //! - a connection that drops, or that times out [`MAX_CONSECUTIVE_TIMEOUTS`] times in a
 //!   row (a partition where no reset ever arrives), is replaced; TCP keepalive and
 //!   `TCP_USER_TIMEOUT` catch dead peers the kernel can see.
+//!
+//! The socket under each connection is [`Coalescing`]: commands that handlers issue in the
+//! same turn of the scheduler leave in one write, and Redis answers them in one.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,14 +24,17 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
+use redis::io::tcp::socket2;
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisResult,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use super::StoreError;
+use super::coalesce::Coalescing;
 use crate::config::Config;
 
 /// First reconnect delay; it doubles each failed attempt up to [`MAX_BACKOFF`].
@@ -49,6 +55,7 @@ pub struct RedisConnection {
 
 #[derive(Debug)]
 struct Inner {
+    info: ConnectionInfo,
     client: Client,
     config: AsyncConnectionConfig,
     server_address: String,
@@ -96,11 +103,12 @@ impl RedisConnection {
             ConnectionAddr::Unix(path) => (path.display().to_string(), 0),
             _ => (String::new(), 0),
         };
-        let client = Client::open(info)?;
+        let client = Client::open(info.clone())?;
         let connection_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.redis_connect_timeout()))
             .set_response_timeout(Some(config.redis_response_timeout()));
         let inner = Arc::new(Inner {
+            info,
             client,
             config: connection_config,
             server_address,
@@ -250,10 +258,7 @@ async fn supervise(inner: Arc<Inner>, index: usize) {
 
 async fn connect(inner: &Inner) -> RedisResult<MultiplexedConnection> {
     let attempt = async {
-        let mut connection = inner
-            .client
-            .get_multiplexed_async_connection_with_config(&inner.config)
-            .await?;
+        let mut connection = open(inner).await?;
         redis::cmd("PING")
             .query_async::<()>(&mut connection)
             .await?;
@@ -265,6 +270,49 @@ async fn connect(inner: &Inner) -> RedisResult<MultiplexedConnection> {
             Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out").into())
         }
     }
+}
+
+/// Opens the socket and starts redis-rs's connection task over it. Plain TCP and Unix
+/// sockets get [`Coalescing`] writes; TLS goes through redis-rs's own connector (rustls
+/// holds its records in a buffer of its own).
+async fn open(inner: &Inner) -> RedisResult<MultiplexedConnection> {
+    match inner.info.addr() {
+        ConnectionAddr::Tcp(host, port) => {
+            let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+            let settings = inner.info.tcp_settings();
+            stream.set_nodelay(settings.nodelay())?;
+            let socket = socket2::SockRef::from(&stream);
+            if let Some(keepalive) = settings.keepalive() {
+                socket.set_tcp_keepalive(keepalive)?;
+            }
+            socket.set_tcp_user_timeout(settings.user_timeout())?;
+            multiplexed(inner, stream).await
+        }
+        ConnectionAddr::Unix(path) => {
+            multiplexed(inner, tokio::net::UnixStream::connect(path).await?).await
+        }
+        _ => {
+            inner
+                .client
+                .get_multiplexed_async_connection_with_config(&inner.config)
+                .await
+        }
+    }
+}
+
+async fn multiplexed<S>(inner: &Inner, stream: S) -> RedisResult<MultiplexedConnection>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (connection, driver) = MultiplexedConnection::new_with_config(
+        inner.info.redis_settings(),
+        Coalescing::new(stream),
+        inner.config.clone(),
+    )
+    .await?;
+    // The task ends by itself once every handle to the connection is dropped.
+    tokio::spawn(driver);
+    Ok(connection)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! value quantity); an idempotency record is the hash `idem:{<user_id>}:<key>`. Both of a
 //! user's keys share the hash tag `{<user_id>}`, so every script touches one cluster slot.
 
+mod coalesce;
 mod connection;
 
 use std::sync::LazyLock;
