@@ -1,8 +1,9 @@
 //! The HTTP API: [`router`] is the one place routes and layers are assembled, so tests can
 //! drive the exact service `main` runs.
 //!
-//! Layers, outermost first: the OpenTelemetry server span (W3C context extracted from the
-//! request) and the `traceparent` response header; every error response becomes
+//! Layers, outermost first: the trace (W3C context extracted from the request, sampled
+//! once, a server span when sampled, [`crate::telemetry::http`]) and the `traceparent`
+//! response header; every error response becomes
 //! problem+json ([`problemify`]);
 //! metrics and the access log; a panic becomes a 500; the request deadline; the body-size
 //! limit; the body read timeout.
@@ -21,7 +22,6 @@ use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum_tracing_opentelemetry::middleware::{OtelAxumLayer, OtelInResponseLayer};
 use http_body_util::LengthLimitError;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -31,6 +31,7 @@ use utoipa_axum::routes;
 
 use crate::error::{Error, PROBLEM_JSON, status_problem};
 use crate::state::AppState;
+use crate::telemetry;
 
 /// Largest request body accepted; larger ones get 413 without being read.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -80,8 +81,7 @@ pub fn with_layers(
         .layer(axum::middleware::from_fn(metrics::observe))
         .layer(axum::Extension(openapi::Spec::new(spec)))
         .layer(axum::middleware::map_response(problemify))
-        .layer(OtelInResponseLayer)
-        .layer(OtelAxumLayer::default().filter(is_traced))
+        .layer(telemetry::http::TraceLayer::new(is_traced))
         .with_state(state.clone())
 }
 

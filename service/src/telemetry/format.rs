@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::trace::{SpanId, TraceContextExt as _, TraceId};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -41,19 +41,31 @@ where
         };
         event.record(&mut fields);
         fields.result?;
-        let context = tracing::Span::current().context();
-        let span = context.span();
-        let span_context = span.span_context();
-        if span_context.is_valid() {
+        if let Some((trace_id, span_id)) = request_ids() {
             write!(
                 writer,
-                ",\"trace_id\":\"{}\",\"span_id\":\"{}\"",
-                span_context.trace_id(),
-                span_context.span_id()
+                ",\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\""
             )?;
         }
         writer.write_str("}\n")
     }
+}
+
+/// The ids of the request this event happens in: an unsampled request's from
+/// [`super::http`], a sampled one's from its innermost span.
+fn request_ids() -> Option<(TraceId, SpanId)> {
+    if let Some(ids) = super::http::unsampled_ids() {
+        return Some(ids);
+    }
+    let span = tracing::Span::current();
+    if span.is_none() {
+        return None;
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| (span_context.trace_id(), span_context.span_id()))
 }
 
 struct JsonFields<'a, 'w> {

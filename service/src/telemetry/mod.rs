@@ -10,6 +10,7 @@
 //! The two have separate filters: `RUST_LOG=warn` quiets the logs without losing traces.
 
 pub mod format;
+pub mod http;
 pub mod logs;
 pub mod otel;
 

@@ -38,6 +38,37 @@ async fn the_access_log_line_carries_the_trace_id_of_the_request() {
 }
 
 #[tokio::test]
+async fn an_unsampled_request_logs_the_ids_its_traceparent_header_names() {
+    captured();
+    let app = spawn_app().await;
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/cart/{}", unique_user())))
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-00"))
+        .send()
+        .await
+        .unwrap();
+    let header = response.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let span_id = header.split('-').nth(2).unwrap();
+
+    let access = access_line(trace_id).await;
+    assert_eq!(
+        access["span_id"], span_id,
+        "the response's span id: {header}"
+    );
+    assert_ne!(
+        span_id, "b7ad6b7169203331",
+        "a span id of its own, not the caller's"
+    );
+    assert!(spans_of(trace_id).is_empty(), "and no span is exported");
+}
+
+#[tokio::test]
 async fn client_errors_log_at_warn_and_lines_outside_requests_have_no_trace_id() {
     captured();
     let app = spawn_app().await;
