@@ -109,14 +109,12 @@ where
             .map_or("", MatchedPath::as_str);
         let trace = match decide(&parent, request.method().as_str(), route) {
             Decision::Sampled => {
-                let span = otel_http::http_server::make_span_from_request(&request);
+                let span = server_span(&request, route);
                 if span.is_disabled() {
                     // No OpenTelemetry layer installed: nothing is recorded, but the
                     // request still gets ids of its own.
                     unsampled(&parent)
                 } else {
-                    span.record("http.route", route);
-                    span.record("otel.name", format!("{} {route}", request.method()).trim());
                     let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
                     Traced::Sampled(span)
                 }
@@ -129,6 +127,31 @@ where
         };
         TraceFuture { inner, trace }
     }
+}
+
+/// The SERVER span of a sampled request, with the semantic-convention attributes DESIGN.md
+/// lists (status code and error status are recorded with the response). It is a TRACE span
+/// under `otel::tracing`, as the instrumentation SDK's are, so `RUST_LOG` cannot drop it.
+fn server_span<B>(request: &Request<B>, route: &str) -> tracing::Span {
+    let method = request.method().as_str();
+    let name = if route.is_empty() {
+        method.to_owned()
+    } else {
+        format!("{method} {route}")
+    };
+    tracing::trace_span!(
+        target: "otel::tracing",
+        "HTTP request",
+        otel.name = name.as_str(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        url.path = request.uri().path(),
+        url.scheme = request.uri().scheme_str().unwrap_or("http"),
+        network.protocol.version = %otel_http::http_flavor(request.version()),
+    )
 }
 
 /// The parent context, when the request carries one (the propagator is skipped otherwise).

@@ -110,6 +110,10 @@ where
         // Busy/idle time attributes cost two clock reads on every poll of every span.
         .with_tracked_inactivity(false)
         .with_target(false)
+        // Attaching each span's OpenTelemetry context on every poll (enter/exit) is for
+        // code that reads `Context::current()`; nothing here does: children find their
+        // parent through the span tree, and log lines ask the span itself.
+        .with_context_activation(false)
         .with_filter(tracing_subscriber::filter::filter_fn(is_span).and(spans))
 }
 
