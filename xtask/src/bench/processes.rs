@@ -16,7 +16,8 @@ use xshell::Shell;
 use crate::command::Invocation;
 
 /// Variables the service must not inherit from the caller's shell: each run sets its own.
-const SERVICE_VARS: [&str; 8] = [
+const SERVICE_VARS: [&str; 9] = [
+    "TOKIO_WORKER_THREADS",
     "LOG_FILE",
     "RUST_LOG",
     "LOG_FORMAT",
