@@ -17,6 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // A worker with nothing left to run sends the log lines it holds.
+        .on_thread_park(telemetry::batch::flush_this_thread)
         .build()
     {
         Ok(runtime) => runtime,

@@ -3,7 +3,7 @@
 //!
 //! Both sinks go through tracing-appender's non-blocking writer: formatting happens on
 //! the request's thread, writing on a worker thread, so a slow pipe or disk never stalls
-//! a request. When a sink's buffer is full, lines are dropped and counted
+//! a request. JSON lines from Tokio workers reach it in chunks ([`super::batch`]). When a sink's buffer is full, lines are dropped and counted
 //! ([`dropped_lines`], exported as `log_lines_dropped_total`).
 
 use std::path::Path;
@@ -19,6 +19,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{Config, LogFormat, LogRotation};
 
+use super::batch::Batched;
 pub use super::format::JsonLines;
 
 /// Lines a sink buffers before it starts dropping: half a second of access lines at 30 000
@@ -31,9 +32,10 @@ type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
 /// Lines dropped so far because a sink could not keep up.
 #[must_use]
 pub fn dropped_lines() -> u64 {
-    counters()
-        .lock()
-        .map_or(0, |c| c.iter().map(|c| c.dropped_lines() as u64).sum())
+    let messages = counters().lock().map_or(0, |c| {
+        c.iter().map(|c| c.dropped_lines() as u64).sum::<u64>()
+    });
+    messages + super::batch::dropped_in_chunks()
 }
 
 /// The log layer, filtered by `RUST_LOG`: stdout in `LOG_FORMAT`, plus `LOG_FILE` in JSON
@@ -68,13 +70,13 @@ where
     // saves the fmt layer formatting every span's fields (3 % of the CPU with full tracing).
     let layer = match (config.log_format, file) {
         // One queue and one worker thread write each line to both sinks.
-        (LogFormat::Json, Some(file)) => json_layer(sink(Box::new(Tee {
+        (LogFormat::Json, Some(file)) => json_layer(Batched::new(sink(Box::new(Tee {
             stdout: std::io::stdout(),
             file,
-        })))
+        }))))
         .with_filter(filter.and(filter_fn(is_event)))
         .boxed(),
-        (LogFormat::Json, None) => json_layer(sink(Box::new(std::io::stdout())))
+        (LogFormat::Json, None) => json_layer(Batched::new(sink(Box::new(std::io::stdout()))))
             .with_filter(filter.and(filter_fn(is_event)))
             .boxed(),
         (LogFormat::Pretty, file) => tracing_subscriber::fmt::layer()

@@ -9,6 +9,7 @@
 //!
 //! The two have separate filters: `RUST_LOG=warn` quiets the logs without losing traces.
 
+pub mod batch;
 pub mod format;
 pub mod http;
 pub mod logs;
