@@ -67,6 +67,7 @@ impl Chunk {
         let before = counter.dropped_lines();
         let _ = self.writer.write_all(&self.bytes);
         if counter.dropped_lines() > before {
+            #[allow(clippy::naive_bytecount)] // once per refused chunk: not worth a crate
             let lines = self.bytes.iter().filter(|&&b| b == b'\n').count() as u64;
             DROPPED_IN_CHUNKS.fetch_add(lines.saturating_sub(1), Ordering::Relaxed);
         }
@@ -129,17 +130,16 @@ impl io::Write for Line<'_> {
                     return false;
                 }
                 let sink = self.batched.sink;
-                let index = match held.chunks.iter().position(|c| c.sink == sink) {
-                    Some(index) => index,
-                    None => {
-                        held.chunks.push(Chunk {
-                            sink,
-                            writer: self.batched.writer.clone(),
-                            bytes: Vec::with_capacity(CHUNK_BYTES + 1024),
-                            since: Instant::now(),
-                        });
-                        held.chunks.len() - 1
-                    }
+                let index = if let Some(index) = held.chunks.iter().position(|c| c.sink == sink) {
+                    index
+                } else {
+                    held.chunks.push(Chunk {
+                        sink,
+                        writer: self.batched.writer.clone(),
+                        bytes: Vec::with_capacity(CHUNK_BYTES + 1024),
+                        since: Instant::now(),
+                    });
+                    held.chunks.len() - 1
                 };
                 let chunk = &mut held.chunks[index];
                 if chunk.bytes.is_empty() {
