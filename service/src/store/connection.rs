@@ -17,9 +17,10 @@
 //! The socket under each connection is [`Coalescing`]: commands that handlers issue in the
 //! same turn of the scheduler leave in one write, and Redis answers them in one.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -169,8 +170,14 @@ impl RedisConnection {
         let result = operation((*connection).clone())
             .instrument(span.clone())
             .await;
-        metrics::histogram!("redis_command_duration_seconds", "command" => command)
-            .record(started.elapsed().as_secs_f64());
+        static DURATION: LazyLock<RwLock<HashMap<&'static str, metrics::Histogram>>> =
+            LazyLock::new(Default::default);
+        crate::routes::metrics::cached(
+            &DURATION,
+            command,
+            || metrics::histogram!("redis_command_duration_seconds", "command" => command),
+        )
+        .record(started.elapsed().as_secs_f64());
         match result {
             Ok(value) => {
                 slot.consecutive_timeouts.store(0, Ordering::Relaxed);
