@@ -181,7 +181,7 @@ fn http_handles(method: &'static str, route: &str, status: u16) -> HttpHandles {
 }
 
 /// The handle `key` names in `cache`, made by `make` the first time.
-pub fn cached<K, H>(cache: &RwLock<HashMap<K, H>>, key: K, make: impl FnOnce() -> H) -> H
+pub(crate) fn cached<K, H>(cache: &RwLock<HashMap<K, H>>, key: K, make: impl FnOnce() -> H) -> H
 where
     K: std::hash::Hash + Eq,
     H: Clone,

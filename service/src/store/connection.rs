@@ -48,6 +48,10 @@ pub const MAX_CONSECUTIVE_TIMEOUTS: u32 = 3;
 /// to the previous one, so a burst of traffic cannot turn into a reconnect storm.
 const NUDGE_SPACING: Duration = Duration::from_millis(250);
 
+/// `redis_command_duration_seconds` by command.
+static COMMAND_DURATION: LazyLock<RwLock<HashMap<&'static str, metrics::Histogram>>> =
+    LazyLock::new(Default::default);
+
 /// A handle to the shared connections. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RedisConnection {
