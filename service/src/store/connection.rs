@@ -174,10 +174,8 @@ impl RedisConnection {
         let result = operation((*connection).clone())
             .instrument(span.clone())
             .await;
-        static DURATION: LazyLock<RwLock<HashMap<&'static str, metrics::Histogram>>> =
-            LazyLock::new(Default::default);
         crate::routes::metrics::cached(
-            &DURATION,
+            &COMMAND_DURATION,
             command,
             || metrics::histogram!("redis_command_duration_seconds", "command" => command),
         )
