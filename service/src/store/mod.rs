@@ -184,18 +184,14 @@ impl Store {
     /// The cart's lines, sorted by product id.
     pub async fn get_cart(&self, user: &Id) -> Result<Vec<(String, u32)>, StoreError> {
         let key = cart_key(user);
-        let fields: Vec<(String, String)> = self
+        let reply: redis::Value = self
             .redis
             .run("HGETALL", |mut conn| async move { conn.hgetall(key).await })
             .await?;
-        let mut lines = fields
-            .into_iter()
-            .map(|(product, quantity)| {
-                quantity.parse::<u32>().map(|q| (product, q)).map_err(|_| {
-                    StoreError::Corrupt(format!("quantity {quantity:?} is not a number"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // Quantities convert straight from the reply, with no String per line; outside
+        // `run`, because redis-rs counts a conversion error as a broken connection.
+        let mut lines: Vec<(String, u32)> = redis::FromRedisValue::from_redis_value(reply)
+            .map_err(|e| StoreError::Corrupt(format!("a quantity is not a number: {e}")))?;
         lines.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(lines)
     }

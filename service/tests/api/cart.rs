@@ -311,3 +311,22 @@ async fn a_zero_ttl_means_carts_never_expire() {
         .unwrap();
     assert_eq!(ttl, -1);
 }
+
+#[tokio::test]
+async fn a_quantity_that_is_not_a_number_is_a_500_and_the_connection_stays() {
+    let app = spawn_app().await;
+    let mut redis = redis_client(&app.redis_url).await;
+    let user = unique_user();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("cart:{{{user}}}"))
+        .arg("p-1")
+        .arg("many")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    assert_problem(app.get(&format!("/v1/cart/{user}")).await, 500).await;
+    let other = unique_user();
+    app.add(&other, "p-1", 1).await;
+    assert_eq!(app.cart(&other).await["items"][0]["quantity"], 1);
+}
