@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::helpers::{eventually, spawn_app, unique_user};
-use crate::support::{captured, log_lines, spans_of, trace_id_of};
+use crate::support::{captured, get_cart_with_traceparent, log_lines, spans_of, trace_id_of};
 
 #[tokio::test]
 async fn the_access_log_line_carries_the_trace_id_of_the_request() {
@@ -43,17 +43,8 @@ async fn an_unsampled_request_logs_the_ids_its_traceparent_header_names() {
     let app = spawn_app().await;
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
 
-    let response = app
-        .client
-        .get(app.url(&format!("/v1/cart/{}", unique_user())))
-        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-00"))
-        .send()
-        .await
-        .unwrap();
-    let header = response.headers()["traceparent"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let (_, header) =
+        get_cart_with_traceparent(&app, &format!("00-{trace_id}-b7ad6b7169203331-00")).await;
     let span_id = header.split('-').nth(2).unwrap();
 
     let access = access_line(trace_id).await;

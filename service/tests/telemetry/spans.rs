@@ -6,7 +6,7 @@ use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
 
 use crate::helpers::{RedisServer, eventually, spawn_app, spawn_app_unready, unique_user};
-use crate::support::{captured, spans_of, trace_id_of};
+use crate::support::{captured, get_cart_with_traceparent, spans_of, trace_id_of};
 
 fn attribute(span: &SpanData, key: &str) -> Option<String> {
     span.attributes
@@ -293,13 +293,8 @@ async fn a_caller_that_did_not_sample_gets_no_spans_exported() {
     let app = spawn_app().await;
     let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
 
-    let response = app
-        .client
-        .get(app.url(&format!("/v1/cart/{}", unique_user())))
-        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-00"))
-        .send()
-        .await
-        .unwrap();
+    let (response, header) =
+        get_cart_with_traceparent(&app, &format!("00-{trace_id}-00f067aa0ba902b7-00")).await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -307,13 +302,7 @@ async fn a_caller_that_did_not_sample_gets_no_spans_exported() {
         trace_id,
         "the trace id still propagates"
     );
-    let flags = response.headers()["traceparent"]
-        .to_str()
-        .unwrap()
-        .rsplit('-')
-        .next()
-        .unwrap()
-        .to_owned();
+    let flags = header.rsplit('-').next().unwrap();
     assert_eq!(flags, "00", "and stays unsampled");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(

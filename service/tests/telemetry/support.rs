@@ -69,6 +69,26 @@ pub fn log_lines() -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A GET of a fresh user's cart carrying `traceparent`; returns the response and its own
+/// `traceparent` header.
+pub async fn get_cart_with_traceparent(
+    app: &crate::helpers::TestApp,
+    traceparent: &str,
+) -> (reqwest::Response, String) {
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/cart/{}", crate::helpers::unique_user())))
+        .header("traceparent", traceparent)
+        .send()
+        .await
+        .unwrap();
+    let header = response.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (response, header)
+}
+
 /// The trace id in a response's `traceparent` header.
 pub fn trace_id_of(response: &reqwest::Response) -> String {
     let header = response
