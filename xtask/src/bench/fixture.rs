@@ -17,7 +17,7 @@ fn http(rps: f64, p99_ms: f64) -> HttpResult {
     }
 }
 
-fn point(scenario: &str, connections: u32, rps: f64, redis: Option<(&str, f64)>) -> Point {
+pub fn point(scenario: &str, connections: u32, rps: f64, redis: Option<(&str, f64)>) -> Point {
     Point {
         scenario: scenario.to_owned(),
         connections,
@@ -31,6 +31,7 @@ fn point(scenario: &str, connections: u32, rps: f64, redis: Option<(&str, f64)>)
             p99_ms: 0.9,
         }),
         ratio: redis.map(|(_, redis_rps)| rps / redis_rps),
+        repeat_ratios: Vec::new(),
     }
 }
 

@@ -57,6 +57,25 @@ pub struct Point {
     pub redis: Option<RedisResult>,
     /// Service requests/s over redis-benchmark's.
     pub ratio: Option<f64>,
+    /// Every pair's ratio when the point was measured more than once (this point is the
+    /// median pair); empty otherwise.
+    pub repeat_ratios: Vec<f64>,
+}
+
+/// The ratio, and the pairs it is the median of when there were several.
+fn ratio_cell(point: &Point) -> String {
+    match point.ratio {
+        None => "—".to_owned(),
+        Some(ratio) if point.repeat_ratios.len() > 1 => {
+            let all: Vec<String> = point
+                .repeat_ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect();
+            format!("{ratio:.2} (median of {})", all.join(", "))
+        }
+        Some(ratio) => format!("{ratio:.2}"),
+    }
 }
 
 impl Point {
@@ -171,7 +190,7 @@ impl Report {
                 s.errors.total(),
                 mib(p.peak_rss_kib),
                 p.cpu_s_per_10k,
-                p.ratio.map_or("—".to_owned(), |r| format!("{r:.2}")),
+                ratio_cell(p),
             );
         }
         let _ = writeln!(
