@@ -34,6 +34,7 @@ use xshell::Shell;
 pub use self::scenarios::Scenario;
 use crate::command::Invocation;
 use crate::{flags, tools};
+use budget::BUDGET_CONNECTIONS;
 
 /// Where the release build puts the service, relative to the workspace root.
 const SERVICE_BINARY: &str = "target/release/cart-service";
@@ -144,7 +145,12 @@ impl Settings {
             text,
             "  4. warm-up: each scenario for 1 s at 64 connections"
         );
-        let _ = writeln!(text, "  5. per scenario and connection count:");
+        let _ = writeln!(
+            text,
+            "  5. per scenario and connection count (at {BUDGET_CONNECTIONS} connections each \
+             wrk/redis-benchmark pair {} times, the median pair kept):",
+            session::BUDGET_REPEATS
+        );
         for &scenario in &self.scenarios {
             for &connections in &self.connections {
                 let script = dir.join(format!("{}.lua", scenario.name()));
@@ -326,6 +332,10 @@ mod tests {
         assert!(
             text.contains("TOKIO_WORKER_THREADS=1 LISTEN_ADDR="),
             "one worker, as in a pod of the chart: {text}"
+        );
+        assert!(
+            text.contains("at 64 connections each wrk/redis-benchmark pair 3 times"),
+            "{text}"
         );
         assert!(
             text.contains("wrk --threads 1 --connections 64 --duration 5s"),
