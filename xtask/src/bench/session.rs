@@ -117,19 +117,28 @@ pub fn run(
 /// does not decide a verdict. Both tools move by 10 to 20 % between runs here.
 pub const BUDGET_REPEATS: usize = 3;
 
-/// The pair with the median ratio, carrying every pair's ratio; any pair with errors is
-/// kept instead, so errors are never hidden by a repeat.
+/// The pair with the median ratio, carrying every pair's ratio and the highest peak RSS
+/// of them all (the memory budget must see every pair); any pair with errors is kept
+/// instead, so errors are never hidden by a repeat.
 pub fn median_pair(mut pairs: Vec<Point>) -> Point {
-    if let Some(failed) = pairs.iter().position(Point::failed) {
-        return pairs.swap_remove(failed);
-    }
-    let ratios: Vec<f64> = pairs.iter().filter_map(|p| p.ratio).collect();
-    pairs.sort_by(|a, b| a.ratio.unwrap_or(0.0).total_cmp(&b.ratio.unwrap_or(0.0)));
-    let mut median = pairs.swap_remove(pairs.len() / 2);
-    if ratios.len() > 1 {
-        median.repeat_ratios = ratios;
-    }
-    median
+    let peak_rss_kib = pairs
+        .iter()
+        .map(|p| p.peak_rss_kib)
+        .max()
+        .unwrap_or_default();
+    let mut kept = if let Some(failed) = pairs.iter().position(Point::failed) {
+        pairs.swap_remove(failed)
+    } else {
+        let ratios: Vec<f64> = pairs.iter().filter_map(|p| p.ratio).collect();
+        pairs.sort_by(|a, b| a.ratio.unwrap_or(0.0).total_cmp(&b.ratio.unwrap_or(0.0)));
+        let mut median = pairs.swap_remove(pairs.len() / 2);
+        if ratios.len() > 1 {
+            median.repeat_ratios = ratios;
+        }
+        median
+    };
+    kept.peak_rss_kib = peak_rss_kib;
+    kept
 }
 
 /// The scenario's wrk script in the run's directory.
@@ -301,9 +310,16 @@ mod tests {
 
     #[test]
     fn the_median_pair_is_kept_with_every_ratio() {
-        let kept = median_pair(vec![pair(70_000.0), pair(50_000.0), pair(60_000.0)]);
+        let mut hungry = pair(50_000.0);
+        hungry.peak_rss_kib = 70 * 1024;
+        let kept = median_pair(vec![pair(70_000.0), hungry, pair(60_000.0)]);
 
         assert!((kept.service.rps - 60_000.0).abs() < 1e-9);
+        assert_eq!(
+            kept.peak_rss_kib,
+            70 * 1024,
+            "the highest peak of all pairs"
+        );
         assert_eq!(kept.repeat_ratios, [0.7, 0.5, 0.6]);
         let md = {
             let mut report = fixture::report();
