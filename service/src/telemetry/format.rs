@@ -62,7 +62,8 @@ fn request_ids() -> Option<(TraceId, SpanId)> {
         return None;
     }
     let context = span.context();
-    let span_context = context.span().span_context().clone();
+    let otel_span = context.span();
+    let span_context = otel_span.span_context();
     span_context
         .is_valid()
         .then(|| (span_context.trace_id(), span_context.span_id()))

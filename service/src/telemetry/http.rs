@@ -103,23 +103,23 @@ where
             };
         }
         let parent = extract(request.headers());
+        let trace_id = trace_id_of(&parent);
         let route = request
             .extensions()
             .get::<MatchedPath>()
             .map_or("", MatchedPath::as_str);
-        let trace = match decide(&parent, request.method().as_str(), route) {
-            Decision::Sampled => {
-                let span = server_span(&request, route);
-                if span.is_disabled() {
-                    // No OpenTelemetry layer installed: nothing is recorded, but the
-                    // request still gets ids of its own.
-                    unsampled(&parent)
-                } else {
-                    let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
-                    Traced::Sampled(span)
-                }
+        let trace = if sampled(&parent, trace_id, request.method().as_str(), route) {
+            let span = server_span(&request, route);
+            if span.is_disabled() {
+                // No OpenTelemetry layer installed: nothing is recorded, but the request
+                // still gets ids of its own.
+                unsampled(&parent, trace_id)
+            } else {
+                let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
+                Traced::Sampled(span)
             }
-            Decision::NotSampled => unsampled(&parent),
+        } else {
+            unsampled(&parent, trace_id)
         };
         let inner = {
             let _entered = trace.enter();
@@ -163,46 +163,40 @@ fn extract(headers: &HeaderMap) -> Context {
     }
 }
 
-enum Decision {
-    Sampled,
-    NotSampled,
-}
-
-fn decide(parent: &Context, method: &str, route: &str) -> Decision {
-    let Some(sampler) = HEAD_SAMPLER.get() else {
-        return Decision::Sampled;
-    };
+/// The parent's trace id, or a new one for a request that starts a trace.
+fn trace_id_of(parent: &Context) -> TraceId {
     let parent_span = parent.span();
     let parent_context = parent_span.span_context();
-    let trace_id = if parent_context.is_valid() {
+    if parent_context.is_valid() {
         parent_context.trace_id()
     } else {
         RandomIdGenerator::default().new_trace_id()
-    };
-    let name = if route.is_empty() { method } else { route };
-    let result = sampler.should_sample(Some(parent), trace_id, name, &SpanKind::Server, &[], &[]);
-    match result.decision {
-        SamplingDecision::RecordAndSample => Decision::Sampled,
-        SamplingDecision::RecordOnly | SamplingDecision::Drop => Decision::NotSampled,
     }
 }
 
-/// An unsampled request: the parent's trace (or a new one), a span id of its own.
-fn unsampled(parent: &Context) -> Traced {
-    let ids = RandomIdGenerator::default();
+/// Whether the configured sampler records this request's trace.
+fn sampled(parent: &Context, trace_id: TraceId, method: &str, route: &str) -> bool {
+    let Some(sampler) = HEAD_SAMPLER.get() else {
+        return true;
+    };
+    let name = if route.is_empty() { method } else { route };
+    let result = sampler.should_sample(Some(parent), trace_id, name, &SpanKind::Server, &[], &[]);
+    result.decision == SamplingDecision::RecordAndSample
+}
+
+/// An unsampled request: its trace (the parent's or the one it starts), the parent's
+/// trace state, a span id of its own.
+fn unsampled(parent: &Context, trace_id: TraceId) -> Traced {
     let parent_span = parent.span();
     let parent_context = parent_span.span_context();
-    let (trace_id, trace_state) = if parent_context.is_valid() {
-        (
-            parent_context.trace_id(),
-            parent_context.trace_state().clone(),
-        )
+    let trace_state = if parent_context.is_valid() {
+        parent_context.trace_state().clone()
     } else {
-        (ids.new_trace_id(), TraceState::default())
+        TraceState::default()
     };
     Traced::Unsampled(SpanContext::new(
         trace_id,
-        ids.new_span_id(),
+        RandomIdGenerator::default().new_span_id(),
         TraceFlags::NOT_SAMPLED,
         false,
         trace_state,
