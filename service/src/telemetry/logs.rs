@@ -3,8 +3,9 @@
 //!
 //! Both sinks go through tracing-appender's non-blocking writer: formatting happens on
 //! the request's thread, writing on a worker thread, so a slow pipe or disk never stalls
-//! a request. JSON lines from Tokio workers reach it in chunks ([`super::batch`]). When a sink's buffer is full, lines are dropped and counted
-//! ([`dropped_lines`], exported as `log_lines_dropped_total`).
+//! a request. JSON lines from Tokio workers reach it in chunks ([`super::batch`]). When a
+//! sink's buffer is full, lines are dropped and counted ([`dropped_lines`], exported as
+//! `log_lines_dropped_total`).
 
 use std::path::Path;
 use std::sync::OnceLock;

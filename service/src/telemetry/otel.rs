@@ -91,9 +91,9 @@ impl ShouldSample for ServerSpansDecided {
 }
 
 /// The `tracing` layer exporting the service's spans (and the server spans of sampled
-/// requests, which the instrumentation SDK emits at TRACE under `otel::tracing`) to
-/// `provider`. Its own
-/// filter keeps it independent of `RUST_LOG`, and skips log events, which are not spans.
+/// requests, which [`super::http`] emits at TRACE under `otel::tracing`) to `provider`.
+/// Its own filter keeps it independent of `RUST_LOG`, and skips log events, which are not
+/// spans.
 #[must_use]
 pub fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S>
 where
