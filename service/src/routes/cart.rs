@@ -5,20 +5,19 @@
 //! INTERNAL span `cart.<operation>` under the request's SERVER span, with the Redis
 //! commands as CLIENT spans beneath it.
 
+use crate::telemetry::InSpan as _;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use crate::domain::{self, Id, IdempotencyKey};
 use crate::error::{Error, Problem, Result};
 use crate::state::AppState;
 use crate::store::{Added, Claim};
-use crate::telemetry;
 
 /// The request header that makes a POST safe to retry.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -143,7 +142,7 @@ pub async fn add_item(
             Added::ClaimLost => Err(in_flight()),
         }
     }
-    .instrument(telemetry::internal_span("cart.add_item"))
+    .in_span("cart.add_item")
     .await
 }
 
@@ -176,7 +175,7 @@ pub async fn get_cart(
             total_quantity,
         }))
     }
-    .instrument(telemetry::internal_span("cart.get_cart"))
+    .in_span("cart.get_cart")
     .await
 }
 
@@ -197,7 +196,7 @@ pub async fn clear_cart(
         state.store.clear(&user).await?;
         Ok(StatusCode::NO_CONTENT)
     }
-    .instrument(telemetry::internal_span("cart.clear_cart"))
+    .in_span("cart.clear_cart")
     .await
 }
 
@@ -229,7 +228,7 @@ pub async fn set_item(
             None => Err(item_cap(&state)),
         }
     }
-    .instrument(telemetry::internal_span("cart.set_item"))
+    .in_span("cart.set_item")
     .await
 }
 
@@ -253,7 +252,7 @@ pub async fn remove_item(
         state.store.set_item(&user, &product, 0).await?;
         Ok(StatusCode::NO_CONTENT)
     }
-    .instrument(telemetry::internal_span("cart.remove_item"))
+    .in_span("cart.remove_item")
     .await
 }
 

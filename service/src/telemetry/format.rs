@@ -4,10 +4,8 @@
 
 use std::fmt;
 
-use opentelemetry::trace::{SpanId, TraceContextExt as _, TraceId};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, UtcTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -41,7 +39,7 @@ where
         };
         event.record(&mut fields);
         fields.result?;
-        if let Some((trace_id, span_id)) = request_ids() {
+        if let Some((trace_id, span_id)) = super::span::current_ids() {
             write!(
                 writer,
                 ",\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\""
@@ -49,24 +47,6 @@ where
         }
         writer.write_str("}\n")
     }
-}
-
-/// The ids of the request this event happens in: an unsampled request's from
-/// [`super::http`], a sampled one's from its innermost span.
-fn request_ids() -> Option<(TraceId, SpanId)> {
-    if let Some(ids) = super::http::unsampled_ids() {
-        return Some(ids);
-    }
-    let span = tracing::Span::current();
-    if span.is_none() {
-        return None;
-    }
-    let context = span.context();
-    let otel_span = context.span();
-    let span_context = otel_span.span_context();
-    span_context
-        .is_valid()
-        .then(|| (span_context.trace_id(), span_context.span_id()))
 }
 
 struct JsonFields<'a, 'w> {

@@ -1,55 +1,29 @@
 //! The request's trace, decided at the edge.
 //!
 //! [`TraceLayer`] extracts the W3C context (`traceparent`, `tracestate`, `baggage`) with the
-//! global propagator, asks the configured sampler once, and only for a sampled request
-//! builds the SERVER span (with `tracing-opentelemetry-instrumentation-sdk`'s semantic
-//! conventions). An unsampled request still gets a trace id and a span id of its own: they
-//! go into the `traceparent` response header and into every log line written while the
-//! request runs, but no `tracing` span is created for it. A server span for each unsampled
-//! request cost a fifth of the service's CPU under load (perf, `add` at 64 connections).
-//!
-//! The SDK's own sampler ([`super::otel::provider_builder`]) records every SERVER span,
-//! since only sampled requests make one; it applies the configured sampler to the rest.
+//! global propagator and starts the SERVER span with the SDK's tracer, whose sampler
+//! decides once for the whole request. A sampled request's span gets the semantic-convention
+//! attributes DESIGN.md lists (with `tracing-opentelemetry-instrumentation-sdk`'s helpers)
+//! and becomes the parent of the request's other spans ([`super::span`]). An unsampled
+//! request keeps only the span's ids: they go into the `traceparent` response header and
+//! into every log line written while the request runs.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::task::{Context as TaskContext, Poll, ready};
 
 use axum::extract::MatchedPath;
 use axum::http::{HeaderMap, Request, Response};
-use opentelemetry::Context;
 use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    Span as _, SpanContext, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceState,
+    Tracer as _,
 };
-use opentelemetry_sdk::trace::{
-    IdGenerator as _, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample as _,
-};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use tower::{Layer, Service};
 use tracing_opentelemetry_instrumentation_sdk::http as otel_http;
 
-/// The sampler every request is decided by; set once with the tracer provider. Until
-/// then, every request is sampled (as the SDK's default, parent-based always-on, would).
-static HEAD_SAMPLER: OnceLock<Sampler> = OnceLock::new();
-
-/// Makes `sampler` the one requests are decided by. The first call wins, as with the
-/// global subscriber.
-pub fn set_head_sampler(sampler: Sampler) {
-    let _ = HEAD_SAMPLER.set(sampler);
-}
-
-thread_local! {
-    /// The ids of the unsampled request being polled on this thread, if any.
-    static CURRENT: Cell<Option<(TraceId, SpanId)>> = const { Cell::new(None) };
-}
-
-/// The trace and span id of the unsampled request running on this thread (a sampled one's
-/// are in its span).
-#[must_use]
-pub fn unsampled_ids() -> Option<(TraceId, SpanId)> {
-    CURRENT.with(Cell::get)
-}
+use super::span::{self, Current, Entered};
 
 /// Traces the requests whose path `filter` accepts; see the module documentation.
 #[derive(Debug, Clone, Copy)]
@@ -100,58 +74,63 @@ where
             return TraceFuture {
                 inner: self.inner.call(request),
                 trace: Traced::Not,
+                current: None,
             };
         }
         let parent = extract(request.headers());
-        let trace_id = trace_id_of(&parent);
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("", MatchedPath::as_str);
-        let trace = if sampled(&parent, trace_id, request.method().as_str(), route) {
-            let span = server_span(&request, route);
-            if span.is_disabled() {
-                // No OpenTelemetry layer installed: nothing is recorded, but the request
-                // still gets ids of its own.
-                unsampled(&parent, trace_id)
-            } else {
-                let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
-                Traced::Sampled(span)
-            }
-        } else {
-            unsampled(&parent, trace_id)
-        };
+        let trace = start(&parent, &request);
+        let mut current = trace.current();
         let inner = {
-            let _entered = trace.enter();
+            let _entered = Entered::swap(&mut current);
             self.inner.call(request)
         };
-        TraceFuture { inner, trace }
+        TraceFuture {
+            inner,
+            trace,
+            current,
+        }
     }
 }
 
-/// The SERVER span of a sampled request, with the semantic-convention attributes DESIGN.md
-/// lists (status code and error status are recorded with the response). It is a TRACE span
-/// under `otel::tracing`, as the instrumentation SDK's are, so `RUST_LOG` cannot drop it.
-fn server_span<B>(request: &Request<B>, route: &str) -> tracing::Span {
+/// The request's SERVER span, started with the SDK's sampler deciding; only a sampled one
+/// is kept, named `METHOD route` and given its attributes (status code and error status
+/// come with the response).
+fn start<B>(parent: &Context, request: &Request<B>) -> Traced {
+    let Some(tracer) = span::tracer() else {
+        // No tracer installed: nothing is recorded, but the request gets ids of its own.
+        return unsampled(parent);
+    };
+    let mut server = tracer
+        .span_builder("HTTP request")
+        .with_kind(SpanKind::Server)
+        .start_with_context(tracer, parent);
+    if !server.span_context().is_sampled() {
+        return Traced::Unsampled(server.span_context().clone());
+    }
     let method = request.method().as_str();
-    let name = if route.is_empty() {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    server.update_name(if route.is_empty() {
         method.to_owned()
     } else {
         format!("{method} {route}")
-    };
-    tracing::trace_span!(
-        target: "otel::tracing",
-        "HTTP request",
-        otel.name = name.as_str(),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = method,
-        http.route = route,
-        http.response.status_code = tracing::field::Empty,
-        url.path = request.uri().path(),
-        url.scheme = request.uri().scheme_str().unwrap_or("http"),
-        network.protocol.version = %otel_http::http_flavor(request.version()),
-    )
+    });
+    server.set_attributes([
+        KeyValue::new("http.request.method", method.to_owned()),
+        KeyValue::new("http.route", route.to_owned()),
+        KeyValue::new("url.path", request.uri().path().to_owned()),
+        KeyValue::new(
+            "url.scheme",
+            request.uri().scheme_str().unwrap_or("http").to_owned(),
+        ),
+        KeyValue::new(
+            "network.protocol.version",
+            otel_http::http_flavor(request.version()),
+        ),
+    ]);
+    Traced::Sampled(parent.with_span(server))
 }
 
 /// The parent context, when the request carries one (the propagator is skipped otherwise).
@@ -163,40 +142,23 @@ fn extract(headers: &HeaderMap) -> Context {
     }
 }
 
-/// The parent's trace id, or a new one for a request that starts a trace.
-fn trace_id_of(parent: &Context) -> TraceId {
-    let parent_span = parent.span();
-    let parent_context = parent_span.span_context();
-    if parent_context.is_valid() {
-        parent_context.trace_id()
-    } else {
-        RandomIdGenerator::default().new_trace_id()
-    }
-}
-
-/// Whether the configured sampler records this request's trace.
-fn sampled(parent: &Context, trace_id: TraceId, method: &str, route: &str) -> bool {
-    let Some(sampler) = HEAD_SAMPLER.get() else {
-        return true;
-    };
-    let name = if route.is_empty() { method } else { route };
-    let result = sampler.should_sample(Some(parent), trace_id, name, &SpanKind::Server, &[], &[]);
-    result.decision == SamplingDecision::RecordAndSample
-}
-
-/// An unsampled request: its trace (the parent's or the one it starts), the parent's
+/// An unsampled request without a tracer: the parent's trace (or a new one), the parent's
 /// trace state, a span id of its own.
-fn unsampled(parent: &Context, trace_id: TraceId) -> Traced {
+fn unsampled(parent: &Context) -> Traced {
     let parent_span = parent.span();
     let parent_context = parent_span.span_context();
-    let trace_state = if parent_context.is_valid() {
-        parent_context.trace_state().clone()
+    let ids = RandomIdGenerator::default();
+    let (trace_id, trace_state) = if parent_context.is_valid() {
+        (
+            parent_context.trace_id(),
+            parent_context.trace_state().clone(),
+        )
     } else {
-        TraceState::default()
+        (ids.new_trace_id(), TraceState::default())
     };
     Traced::Unsampled(SpanContext::new(
         trace_id,
-        RandomIdGenerator::default().new_span_id(),
+        ids.new_span_id(),
         TraceFlags::NOT_SAMPLED,
         false,
         trace_state,
@@ -206,36 +168,21 @@ fn unsampled(parent: &Context, trace_id: TraceId) -> Traced {
 enum Traced {
     /// A path that is not traced (probes, metrics).
     Not,
-    Sampled(tracing::Span),
+    /// The context holding the request's SERVER span.
+    Sampled(Context),
     Unsampled(SpanContext),
 }
 
 impl Traced {
-    fn enter(&self) -> Entered<'_> {
+    /// What the request's future runs in.
+    fn current(&self) -> Option<Current> {
         match self {
-            Self::Not => Entered::Nothing,
-            Self::Sampled(span) => Entered::Span(span.enter()),
-            Self::Unsampled(context) => {
-                let previous = CURRENT
-                    .with(|current| current.replace(Some((context.trace_id(), context.span_id()))));
-                Entered::Ids(previous)
-            }
-        }
-    }
-}
-
-/// Undoes [`Traced::enter`] when dropped, also when the inner future panics.
-enum Entered<'a> {
-    Nothing,
-    /// Held for its own drop, which exits the span.
-    Span(#[allow(dead_code)] tracing::span::Entered<'a>),
-    Ids(Option<(TraceId, SpanId)>),
-}
-
-impl Drop for Entered<'_> {
-    fn drop(&mut self) {
-        if let Self::Ids(previous) = self {
-            CURRENT.with(|current| current.set(*previous));
+            Self::Not => None,
+            Self::Sampled(context) => Some(Current::Sampled(context.clone())),
+            Self::Unsampled(span_context) => Some(Current::Unsampled(
+                span_context.trace_id(),
+                span_context.span_id(),
+            )),
         }
     }
 }
@@ -246,6 +193,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         trace: Traced,
+        current: Option<Current>,
     }
 }
 
@@ -258,17 +206,30 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let entered = this.trace.enter();
-        let mut result = ready!(this.inner.poll(cx));
-        drop(entered);
+        let mut result = {
+            let _entered = Entered::swap(this.current);
+            ready!(this.inner.poll(cx))
+        };
+        *this.current = None;
         match &*this.trace {
             Traced::Not => {}
-            Traced::Sampled(span) => {
-                otel_http::http_server::update_span_from_response_or_error(span, &result);
-                if let Ok(response) = &mut result {
-                    let context = tracing_opentelemetry::OpenTelemetrySpanExt::context(span);
-                    otel_http::inject_context(&context, response.headers_mut());
+            Traced::Sampled(context) => {
+                let server = context.span();
+                match &mut result {
+                    Ok(response) => {
+                        let status = response.status();
+                        server.set_attribute(KeyValue::new(
+                            "http.response.status_code",
+                            i64::from(status.as_u16()),
+                        ));
+                        if status.is_server_error() {
+                            server.set_status(Status::error(""));
+                        }
+                        otel_http::inject_context(context, response.headers_mut());
+                    }
+                    Err(error) => server.set_status(Status::error(error.to_string())),
                 }
+                server.end();
             }
             Traced::Unsampled(span_context) => {
                 if let Ok(response) = &mut result {

@@ -3,17 +3,19 @@
 //! - Logs ([`logs`]): one JSON object a line on stdout (or pretty lines), filtered by
 //!   `RUST_LOG`, each line written inside a request carrying its `trace_id` and `span_id`;
 //!   the same lines in `LOG_FILE` through a non-blocking, rotating writer.
-//! - Traces ([`otel`]): `tracing` spans exported over OTLP by a batch processor when
-//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Without it nothing is exported, but spans are
-//!   still sampled so logs and the `traceparent` response header carry real ids.
+//! - Traces ([`otel`], [`span`]): a sampled request's spans, made with the OpenTelemetry
+//!   SDK and exported over OTLP by a batch processor when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+//!   set. Without it nothing is exported, but requests are still sampled so logs and the
+//!   `traceparent` response header carry real ids.
 //!
-//! The two have separate filters: `RUST_LOG=warn` quiets the logs without losing traces.
+//! The two are independent: `RUST_LOG=warn` quiets the logs without losing traces.
 
 pub mod batch;
 pub mod format;
 pub mod http;
 pub mod logs;
 pub mod otel;
+pub mod span;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_appender::non_blocking::WorkerGuard;
@@ -23,6 +25,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::config::Config;
 
 pub use otel::{resource_attributes, sampler};
+pub use span::InSpan;
 
 /// Keeps telemetry alive; [`TelemetryGuard::shutdown`] (or dropping it) flushes the span
 /// batch and the log file.
@@ -52,36 +55,15 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Whether the current request's trace is sampled (it will be exported).
-#[must_use]
-pub fn is_sampled() -> bool {
-    use opentelemetry::trace::TraceContextExt as _;
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let span = tracing::Span::current();
-    !span.is_none() && span.context().span().span_context().is_sampled()
-}
-
-/// An INTERNAL span named `name` under the current request span, only when its trace is
-/// sampled: spans of unsampled traces are never exported, and creating them cost a sixth
-/// of the service's CPU under load (perf, `add` at 64 connections).
-#[must_use]
-pub fn internal_span(name: &'static str) -> tracing::Span {
-    if is_sampled() {
-        tracing::info_span!("internal", otel.name = name, otel.kind = "internal")
-    } else {
-        tracing::Span::none()
-    }
-}
-
 /// Installs the global subscriber and propagator. Call once, inside the Tokio runtime,
 /// before anything logs.
 pub fn init(config: &Config) -> Result<TelemetryGuard, String> {
     let provider = otel::provider(config)?;
+    span::install(&provider);
     otel::install_propagator();
     let (logs, log_guards, file_error) = logs::layer(config)?;
     tracing_subscriber::registry()
         .with(logs)
-        .with(otel::layer(&provider))
         .try_init()
         .map_err(|e| format!("could not install the log subscriber: {e}"))?;
     if let Some(error) = file_error {

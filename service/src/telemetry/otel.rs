@@ -1,5 +1,5 @@
-//! OpenTelemetry tracing: the sampler, the resource, the OTLP exporter and the
-//! `tracing` layer that turns the service's spans into OpenTelemetry spans.
+//! OpenTelemetry tracing: the sampler, the resource and the OTLP exporter of the provider
+//! the request's spans ([`super::span`]) go to.
 //!
 //! Everything comes from the standard `OTEL_*` variables, parsed into [`Config`] so
 //! `--help` lists them and a bad value stops startup naming the variable.
@@ -7,21 +7,13 @@
 use std::time::Duration;
 
 use opentelemetry::propagation::TextMapCompositePropagator;
-use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId, TracerProvider as _};
 use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::runtime::Tokio;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
-use opentelemetry_sdk::trace::{
-    Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
-    TracerProviderBuilder,
-};
-use tracing::{Level, Subscriber};
-use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{FilterExt as _, Targets};
-use tracing_subscriber::registry::LookupSpan;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, TracerProviderBuilder};
 
 use crate::config::{Config, OtlpProtocol};
 
@@ -48,78 +40,9 @@ pub fn provider(config: &Config) -> Result<SdkTracerProvider, String> {
 /// The provider's builder with sampler and resource, for callers that add their own
 /// exporter (the tests add an in-memory one).
 pub fn provider_builder(config: &Config) -> Result<TracerProviderBuilder, String> {
-    let sampler = sampler(config)?;
-    super::http::set_head_sampler(sampler.clone());
     Ok(SdkTracerProvider::builder()
-        .with_sampler(ServerSpansDecided(sampler))
+        .with_sampler(sampler(config)?)
         .with_resource(resource(config)?))
-}
-
-/// The SDK's sampler: a SERVER span exists only because the request was sampled at the
-/// edge ([`super::http`]), so it is recorded; every other span goes to `sampler`.
-#[derive(Debug, Clone)]
-struct ServerSpansDecided(Sampler);
-
-impl ShouldSample for ServerSpansDecided {
-    fn should_sample(
-        &self,
-        parent_context: Option<&opentelemetry::Context>,
-        trace_id: TraceId,
-        name: &str,
-        span_kind: &SpanKind,
-        attributes: &[KeyValue],
-        links: &[Link],
-    ) -> SamplingResult {
-        if *span_kind != SpanKind::Server {
-            return self.0.should_sample(
-                parent_context,
-                trace_id,
-                name,
-                span_kind,
-                attributes,
-                links,
-            );
-        }
-        SamplingResult {
-            decision: SamplingDecision::RecordAndSample,
-            attributes: Vec::new(),
-            trace_state: parent_context
-                .map(|context| context.span().span_context().trace_state().clone())
-                .unwrap_or_default(),
-        }
-    }
-}
-
-/// The `tracing` layer exporting the service's spans (and the server spans of sampled
-/// requests, which [`super::http`] emits at TRACE under `otel::tracing`) to `provider`.
-/// Its own filter keeps it independent of `RUST_LOG`, and skips log events, which are not
-/// spans.
-#[must_use]
-pub fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    let tracer = provider.tracer("cart-service");
-    let spans = Targets::new()
-        .with_target("otel::tracing", Level::TRACE)
-        .with_target("cart_service", Level::INFO);
-    tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_location(false)
-        .with_threads(false)
-        // Busy/idle time attributes cost two clock reads on every poll of every span.
-        .with_tracked_inactivity(false)
-        .with_target(false)
-        // Attaching each span's OpenTelemetry context on every poll (enter/exit) is for
-        // code that reads `Context::current()`; nothing here does: children find their
-        // parent through the span tree, and log lines ask the span itself.
-        .with_context_activation(false)
-        .with_filter(tracing_subscriber::filter::filter_fn(is_span).and(spans))
-}
-
-/// Log events are not spans: they stay out of the trace.
-fn is_span(metadata: &tracing::Metadata<'_>) -> bool {
-    metadata.is_span()
 }
 
 /// W3C trace context and baggage, in and out.
@@ -227,19 +150,6 @@ mod tests {
                 Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1)))
             )
         );
-    }
-
-    #[test]
-    fn server_spans_are_recorded_and_the_rest_follow_the_configured_sampler() {
-        let decided = ServerSpansDecided(Sampler::AlwaysOff);
-        let decide = |kind: SpanKind| {
-            decided
-                .should_sample(None, TraceId::from(7u128), "span", &kind, &[], &[])
-                .decision
-        };
-        assert_eq!(decide(SpanKind::Server), SamplingDecision::RecordAndSample);
-        assert_eq!(decide(SpanKind::Internal), SamplingDecision::Drop);
-        assert_eq!(decide(SpanKind::Client), SamplingDecision::Drop);
     }
 
     #[test]

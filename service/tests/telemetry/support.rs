@@ -1,11 +1,11 @@
-//! The binary's global subscriber: the service's OpenTelemetry layer over an in-memory
-//! exporter, and its JSON log format into a buffer.
+//! The binary's telemetry: the service's tracer over an in-memory exporter, and its JSON
+//! log format into a buffer.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cart_service::config::Config;
-use cart_service::telemetry::{logs, otel};
+use cart_service::telemetry::{logs, otel, span};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -28,12 +28,12 @@ pub fn captured() -> &'static Captured {
             .with_simple_exporter(spans.clone())
             .build();
         otel::install_propagator();
+        span::install(&provider);
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&buffer);
         let make_writer = move || SharedWriter(Arc::clone(&sink));
         tracing_subscriber::registry()
             .with(logs::json_layer(make_writer))
-            .with(otel::layer(&provider))
             .try_init()
             .expect("install the test subscriber");
         // The provider must outlive every test: leak it with the subscriber.
