@@ -2,12 +2,15 @@
 //! `message`, the event's fields, and the request's `trace_id` and `span_id`. Written
 //! straight into the line buffer; a criterion benchmark keeps it under a microsecond.
 
-use std::fmt;
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::OffsetDateTime;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, UtcTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -30,8 +33,10 @@ where
     ) -> fmt::Result {
         let metadata = event.metadata();
         writer.write_str("{\"timestamp\":\"")?;
-        UtcTime::rfc_3339().format_time(&mut writer)?;
-        write!(writer, "\",\"level\":\"{}\",\"target\":", metadata.level())?;
+        write_timestamp(&mut writer, SystemTime::now())?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(metadata.level().as_str())?;
+        writer.write_str("\",\"target\":")?;
         write_json_str(&mut writer, metadata.target())?;
         let mut fields = JsonFields {
             writer: &mut writer,
@@ -40,10 +45,11 @@ where
         event.record(&mut fields);
         fields.result?;
         if let Some((trace_id, span_id)) = super::span::current_ids() {
-            write!(
-                writer,
-                ",\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\""
-            )?;
+            writer.write_str(",\"trace_id\":\"")?;
+            writer.write_str(hex(&mut [0; 32], &trace_id.to_bytes()))?;
+            writer.write_str("\",\"span_id\":\"")?;
+            writer.write_str(hex(&mut [0; 16], &span_id.to_bytes()))?;
+            writer.write_char('"')?;
         }
         writer.write_str("}\n")
     }
@@ -100,13 +106,74 @@ impl Visit for JsonFields<'_, '_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.record_str(field, &format!("{value:?}"));
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| {
+                self.writer.write_char('"')?;
+                write!(Escaped(&mut *self.writer), "{value:?}")?;
+                self.writer.write_char('"')
+            });
+        }
+    }
+}
+
+/// Writes `now` as RFC 3339 in UTC with nanoseconds (`2026-11-26T01:09:22.726982044Z`).
+/// The date and time up to the second are formatted once a second per thread.
+fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    SECOND.with_borrow_mut(|(cached, prefix)| {
+        if *cached != seconds {
+            let time = OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).unwrap_or(0))
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            prefix.clear();
+            write!(
+                prefix,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                time.year(),
+                u8::from(time.month()),
+                time.day(),
+                time.hour(),
+                time.minute(),
+                time.second()
+            )?;
+            *cached = seconds;
+        }
+        writer.write_str(prefix)
+    })?;
+    write!(writer, ".{:09}Z", since_epoch.subsec_nanos())
+}
+
+/// `bytes` in lowercase hex, in `out` (twice as long).
+fn hex<'a>(out: &'a mut [u8], bytes: &[u8]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    std::str::from_utf8(out).unwrap_or_default()
+}
+
+/// A writer that escapes what goes through it for the inside of a JSON string.
+struct Escaped<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
+    fn write_str(&mut self, value: &str) -> fmt::Result {
+        write_json_str_body(self.0, value)
     }
 }
 
 /// Writes `value` as a JSON string, escaping what JSON requires.
 fn write_json_str(writer: &mut impl fmt::Write, value: &str) -> fmt::Result {
     writer.write_char('"')?;
+    write_json_str_body(writer, value)?;
+    writer.write_char('"')
+}
+
+/// Writes `value` escaped, without the quotes around it.
+fn write_json_str_body(writer: &mut impl fmt::Write, value: &str) -> fmt::Result {
     let mut start = 0;
     for (index, byte) in value.bytes().enumerate() {
         let escape = match byte {
@@ -126,13 +193,58 @@ fn write_json_str(writer: &mut impl fmt::Write, value: &str) -> fmt::Result {
         }
         start = index + 1;
     }
-    writer.write_str(&value[start..])?;
-    writer.write_char('"')
+    writer.write_str(&value[start..])
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use opentelemetry::trace::{SpanId, TraceId};
+
     use super::*;
+
+    fn timestamp(seconds: u64, nanos: u32) -> String {
+        let mut out = String::new();
+        write_timestamp(&mut out, UNIX_EPOCH + Duration::new(seconds, nanos)).unwrap();
+        out
+    }
+
+    #[test]
+    fn timestamps_are_rfc_3339_utc_with_nanoseconds_also_across_seconds() {
+        assert_eq!(
+            timestamp(1_795_656_562, 726_982_044),
+            "2026-11-26T01:29:22.726982044Z"
+        );
+        assert_eq!(
+            timestamp(1_795_656_562, 5),
+            "2026-11-26T01:29:22.000000005Z"
+        );
+        assert_eq!(
+            timestamp(1_795_656_563, 0),
+            "2026-11-26T01:29:23.000000000Z",
+            "the cached second moves on"
+        );
+        assert_eq!(timestamp(0, 0), "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn ids_are_written_as_their_w3c_hex() {
+        let trace_id = TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c_u128);
+        let span_id = SpanId::from(0x00f0_67aa_0ba9_02b7_u64);
+        assert_eq!(
+            hex(&mut [0; 32], &trace_id.to_bytes()),
+            trace_id.to_string()
+        );
+        assert_eq!(hex(&mut [0; 16], &span_id.to_bytes()), "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn display_fields_are_escaped_in_place() {
+        let mut out = String::new();
+        write!(Escaped(&mut out), "{:?}", "say \"hi\"\n").unwrap();
+        assert_eq!(out, r#"\"say \\\"hi\\\"\\n\""#);
+    }
 
     #[test]
     fn json_strings_are_escaped() {

@@ -62,6 +62,13 @@ pub fn current_ids() -> Option<(TraceId, SpanId)> {
     })
 }
 
+/// Runs `f` with `current` as this thread's request (for code that is not a future).
+pub fn in_request<R>(current: Current, f: impl FnOnce() -> R) -> R {
+    let mut current = Some(current);
+    let _entered = Entered::swap(&mut current);
+    f()
+}
+
 /// A child of the current span, when the request running on this thread is sampled:
 /// `kind`, named `name`, with the `attributes` (asked for only then). The span ends when
 /// the last clone of the returned context is dropped, or at [`end`].
