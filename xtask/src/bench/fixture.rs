@@ -44,6 +44,7 @@ fn observed(name: &str, sampler: &str, fraction: f64) -> ObservedRun {
         peak_rss_kib: 40 * 1024,
         cpu_s_per_10k: 0.7,
         fraction_of_baseline: Some(fraction),
+        round_fractions: Vec::new(),
         stdout_bytes: 4096,
         log_file_bytes: 4096,
         traces_arrived: true,

@@ -174,7 +174,9 @@ impl Settings {
         }
         let _ = writeln!(
             text,
-            "  6. observability, `add` at 64 connections, exporting to\n     {}",
+            "  6. observability, `add` at 64 connections: {} rounds of a baseline and each \
+             setting, exporting to\n     {}",
+            observe::ROUNDS,
             observe::jaeger_invocation(&tools::PINNED_JAEGER.path(), [4317, 4318, 16686, 16685])
         );
         for setting in observe::SETTINGS {
@@ -348,6 +350,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("OTEL_TRACES_SAMPLER=always_on"), "{text}");
+        assert!(
+            text.contains("3 rounds of a baseline and each setting"),
+            "{text}"
+        );
         assert!(!text.contains("get.lua"), "{text}");
     }
 

@@ -2,7 +2,8 @@
 //! a real local Jaeger v2 and writing its access log to stdout (a file here) and to
 //! `LOG_FILE`, once sampling every request and once with the default parent-based 10 %
 //! ratio, each reported as a fraction of the baseline `add` throughput measured right
-//! before them.
+//! before them. The three runs are a round; [`ROUNDS`] rounds run and each setting keeps
+//! its run with the median fraction, as the budget points keep their median pair.
 
 use std::fs::File;
 use std::path::Path;
@@ -15,12 +16,14 @@ use xshell::Shell;
 use super::processes::{Owned, free_port, http_get};
 use super::report::{Observability, ObservedRun};
 use super::scenarios::Scenario;
-use super::session::{per_10k, run_wrk, script, start, url};
+use super::session::{median_or_failed, per_10k, run_wrk, script, start, url};
 use super::{Settings, procfs};
 use crate::command::Invocation;
 
 /// Concurrency of the observability runs: the budget's.
 pub const CONNECTIONS: u32 = super::budget::BUDGET_CONNECTIONS;
+/// Rounds of baseline, full and default runs: one run moves by 5 to 10 % here.
+pub const ROUNDS: usize = super::session::BUDGET_REPEATS;
 /// The project's one local Jaeger config, relative to the workspace root.
 const JAEGER_CONFIG: &str = "scripts/jaeger.yaml";
 
@@ -107,19 +110,29 @@ pub fn run(
         query_port,
         dir,
     };
-    let mut runs = vec![observed_run(sh, settings, None, sinks)?];
-    for setting in SETTINGS {
-        runs.push(observed_run(sh, settings, Some(&setting), sinks)?);
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let mut round = vec![observed_run(sh, settings, None, sinks)?];
+        for setting in SETTINGS {
+            round.push(observed_run(sh, settings, Some(&setting), sinks)?);
+        }
+        let baseline = round[0].service.rps;
+        for run in &mut round {
+            run.fraction_of_baseline = (baseline > 0.0).then(|| run.service.rps / baseline);
+        }
+        rounds.push(round);
     }
     jaeger.stop()?;
-    let baseline = runs[0].service.rps;
-    for run in &mut runs {
-        run.fraction_of_baseline = (baseline > 0.0).then(|| run.service.rps / baseline);
+    let runs: Vec<ObservedRun> = (0..=SETTINGS.len())
+        .map(|setting| median_run(rounds.iter().map(|round| round[setting].clone()).collect()))
+        .collect();
+    for run in &runs {
         println!(
-            "==> add, {:<8} {:>7.0} req/s, {:>4.0} % of baseline, p99 {:.2} ms, traces in Jaeger: {}",
+            "==> add, {:<8} {:>7.0} req/s, {:>4.0} % of baseline (rounds: {}), p99 {:.2} ms, traces in Jaeger: {}",
             run.name,
             run.service.rps,
             run.fraction_of_baseline.unwrap_or_default() * 100.0,
+            run.fractions_word(),
             run.service.p99_ms,
             run.traces_word(),
         );
@@ -128,6 +141,36 @@ pub fn run(
         not_run: None,
         runs,
     })
+}
+
+/// One setting's runs over the rounds: the run with the median fraction of its round's
+/// baseline (the baseline's: the median throughput), carrying every round's fraction, the
+/// highest peak RSS, and whether traces arrived in every round. A run with errors is
+/// kept instead, so a repeat never hides errors.
+pub fn median_run(runs: Vec<ObservedRun>) -> ObservedRun {
+    let peak_rss_kib = runs
+        .iter()
+        .map(|r| r.peak_rss_kib)
+        .max()
+        .unwrap_or_default();
+    let traces_arrived = runs.iter().all(|r| r.traces_arrived);
+    let fractions: Vec<f64> = runs.iter().filter_map(|r| r.fraction_of_baseline).collect();
+    let mut kept = median_or_failed(
+        runs,
+        |r| r.service.errors.total() > 0,
+        |a, b| {
+            let fraction = |r: &ObservedRun| r.fraction_of_baseline.unwrap_or(0.0);
+            fraction(a)
+                .total_cmp(&fraction(b))
+                .then(a.service.rps.total_cmp(&b.service.rps))
+        },
+    );
+    if fractions.len() > 1 {
+        kept.round_fractions = fractions;
+    }
+    kept.peak_rss_kib = peak_rss_kib;
+    kept.traces_arrived = traces_arrived;
+    kept
 }
 
 /// `add` at [`CONNECTIONS`] against a fresh service: the baseline (`None`) or `setting`.
@@ -175,6 +218,7 @@ fn observed_run(
         peak_rss_kib: usage.peak_rss_kib,
         service: result,
         fraction_of_baseline: None,
+        round_fractions: Vec::new(),
         stdout_bytes: std::fs::metadata(&stdout_path).map_or(0, |m| m.len()),
         log_file_bytes: setting.map_or(0, |s| dir_bytes(s.log_file(dir).parent().unwrap_or(dir))),
         traces_arrived: setting.is_some() && wait_for_traces(query_port, since),
@@ -273,6 +317,42 @@ mod tests {
             "JAEGER_OTLP_GRPC_PORT=1 JAEGER_OTLP_HTTP_PORT=2 JAEGER_QUERY_PORT=3 \
              JAEGER_QUERY_GRPC_PORT=4 /t/jaeger --config scripts/jaeger.yaml"
         );
+    }
+
+    fn run(name: &str, rps: f64, fraction: f64, peak_rss_kib: u64) -> ObservedRun {
+        let mut run = crate::bench::fixture::report().observability.runs[1].clone();
+        run.name = name.to_owned();
+        run.service.rps = rps;
+        run.fraction_of_baseline = Some(fraction);
+        run.peak_rss_kib = peak_rss_kib;
+        run
+    }
+
+    #[test]
+    fn a_setting_keeps_its_median_round_with_every_fraction_and_the_highest_rss() {
+        let kept = median_run(vec![
+            run("full", 30_000.0, 0.50, 40),
+            run("full", 36_000.0, 0.58, 45),
+            run("full", 33_000.0, 0.53, 41),
+        ]);
+
+        assert!((kept.service.rps - 33_000.0).abs() < 1e-9);
+        assert_eq!(kept.fraction_of_baseline, Some(0.53));
+        assert_eq!(kept.round_fractions, vec![0.50, 0.58, 0.53]);
+        assert_eq!(kept.peak_rss_kib, 45);
+    }
+
+    #[test]
+    fn a_round_with_errors_is_kept_and_missing_traces_in_any_round_show() {
+        let mut failed = run("full", 36_000.0, 0.58, 40);
+        failed.service.errors.status = 3;
+        let mut no_traces = run("full", 33_000.0, 0.53, 40);
+        no_traces.traces_arrived = false;
+
+        let kept = median_run(vec![run("full", 30_000.0, 0.5, 40), failed, no_traces]);
+
+        assert_eq!(kept.service.errors.total(), 3);
+        assert!(!kept.traces_arrived);
     }
 
     #[test]

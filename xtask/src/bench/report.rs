@@ -103,6 +103,8 @@ pub struct ObservedRun {
     pub cpu_s_per_10k: f64,
     /// Throughput over the baseline `add` at the same concurrency.
     pub fraction_of_baseline: Option<f64>,
+    /// Every round's fraction when there were several (this run is the median one).
+    pub round_fractions: Vec<f64>,
     /// Bytes the access log wrote to stdout and to `LOG_FILE`.
     pub stdout_bytes: u64,
     pub log_file_bytes: u64,
@@ -111,6 +113,19 @@ pub struct ObservedRun {
 }
 
 impl ObservedRun {
+    /// Every round's fraction in percent, or "—" for a single round.
+    pub fn fractions_word(&self) -> String {
+        if self.round_fractions.len() < 2 {
+            return "—".to_owned();
+        }
+        let all: Vec<String> = self
+            .round_fractions
+            .iter()
+            .map(|f| format!("{:.0}", f * 100.0))
+            .collect();
+        all.join(", ")
+    }
+
     /// "yes" or "no" for the traces column; "—" for the baseline, which exports nothing.
     pub fn traces_word(&self) -> &'static str {
         match (self.name.as_str(), self.traces_arrived) {
@@ -240,8 +255,13 @@ impl Report {
                 run.sampler,
                 run.connections,
                 run.service.rps,
-                run.fraction_of_baseline
-                    .map_or("—".to_owned(), |f| format!("{:.0} %", f * 100.0)),
+                run.fraction_of_baseline.map_or("—".to_owned(), |f| {
+                    if run.round_fractions.len() > 1 {
+                        format!("{:.0} % (median of {} %)", f * 100.0, run.fractions_word())
+                    } else {
+                        format!("{:.0} %", f * 100.0)
+                    }
+                }),
                 run.service.p99_ms,
                 run.service.errors.total(),
                 mib(run.peak_rss_kib),

@@ -120,25 +120,35 @@ pub const BUDGET_REPEATS: usize = 3;
 /// The pair with the median ratio, carrying every pair's ratio and the highest peak RSS
 /// of them all (the memory budget must see every pair); any pair with errors is kept
 /// instead, so errors are never hidden by a repeat.
-pub fn median_pair(mut pairs: Vec<Point>) -> Point {
+pub fn median_pair(pairs: Vec<Point>) -> Point {
     let peak_rss_kib = pairs
         .iter()
         .map(|p| p.peak_rss_kib)
         .max()
         .unwrap_or_default();
-    let mut kept = if let Some(failed) = pairs.iter().position(Point::failed) {
-        pairs.swap_remove(failed)
-    } else {
-        let ratios: Vec<f64> = pairs.iter().filter_map(|p| p.ratio).collect();
-        pairs.sort_by(|a, b| a.ratio.unwrap_or(0.0).total_cmp(&b.ratio.unwrap_or(0.0)));
-        let mut median = pairs.swap_remove(pairs.len() / 2);
-        if ratios.len() > 1 {
-            median.repeat_ratios = ratios;
-        }
-        median
-    };
+    let ratios: Vec<f64> = pairs.iter().filter_map(|p| p.ratio).collect();
+    let mut kept = median_or_failed(pairs, Point::failed, |a, b| {
+        a.ratio.unwrap_or(0.0).total_cmp(&b.ratio.unwrap_or(0.0))
+    });
+    if ratios.len() > 1 && !kept.failed() {
+        kept.repeat_ratios = ratios;
+    }
     kept.peak_rss_kib = peak_rss_kib;
     kept
+}
+
+/// The repeat to report: the first that `failed`, so a repeat never hides errors, else the
+/// median in `order`.
+pub fn median_or_failed<T>(
+    mut repeats: Vec<T>,
+    failed: impl Fn(&T) -> bool,
+    order: impl FnMut(&T, &T) -> std::cmp::Ordering,
+) -> T {
+    if let Some(index) = repeats.iter().position(failed) {
+        return repeats.swap_remove(index);
+    }
+    repeats.sort_by(order);
+    repeats.swap_remove(repeats.len() / 2)
 }
 
 /// The scenario's wrk script in the run's directory.
