@@ -179,11 +179,13 @@ impl Settings {
             observe::ROUNDS,
             observe::jaeger_invocation(&tools::PINNED_JAEGER.path(), [4317, 4318, 16686, 16685])
         );
+        let round = dir.join("round-N");
         for setting in observe::SETTINGS {
             let _ = writeln!(
                 text,
-                "     {} > <temp dir>/{}.stdout",
-                service(8080, 6379, Some((&setting, 4317, dir))),
+                "     {} > {}/{}.stdout",
+                service(8080, 6379, Some((&setting, 4317, &round))),
+                round.display(),
                 setting.name
             );
         }

@@ -104,23 +104,26 @@ pub fn run(
         Err(missing) => return not_run(format!("{missing:#}")),
     };
     let (jaeger, otlp_port, query_port) = start_jaeger(sh, &jaeger)?;
-    let sinks = Sinks {
-        redis_port,
-        otlp_port,
-        query_port,
-        dir,
-    };
     let mut rounds = Vec::new();
-    for _ in 0..ROUNDS {
-        let mut round = vec![observed_run(sh, settings, None, sinks)?];
+    for round in 1..=ROUNDS {
+        // A directory a round, so each run's stdout and LOG_FILE sizes are its own.
+        let dir = dir.join(format!("round-{round}"));
+        std::fs::create_dir_all(&dir)?;
+        let sinks = Sinks {
+            redis_port,
+            otlp_port,
+            query_port,
+            dir: &dir,
+        };
+        let mut runs = vec![observed_run(sh, settings, None, sinks)?];
         for setting in SETTINGS {
-            round.push(observed_run(sh, settings, Some(&setting), sinks)?);
+            runs.push(observed_run(sh, settings, Some(&setting), sinks)?);
         }
-        let baseline = round[0].service.rps;
-        for run in &mut round {
+        let baseline = runs[0].service.rps;
+        for run in &mut runs {
             run.fraction_of_baseline = (baseline > 0.0).then(|| run.service.rps / baseline);
         }
-        rounds.push(round);
+        rounds.push(runs);
     }
     jaeger.stop()?;
     let runs: Vec<ObservedRun> = (0..=SETTINGS.len())
@@ -145,7 +148,8 @@ pub fn run(
 
 /// One setting's runs over the rounds: the run with the median fraction of its round's
 /// baseline (the baseline's: the median throughput), carrying every round's fraction, the
-/// highest peak RSS, and whether traces arrived in every round. A run with errors is
+/// highest peak RSS, and whether traces arrived in every round (the baseline, always
+/// 100 % of itself, carries no fractions). A run with errors is
 /// kept instead, so a repeat never hides errors.
 pub fn median_run(runs: Vec<ObservedRun>) -> ObservedRun {
     let peak_rss_kib = runs
@@ -165,7 +169,8 @@ pub fn median_run(runs: Vec<ObservedRun>) -> ObservedRun {
                 .then(a.service.rps.total_cmp(&b.service.rps))
         },
     );
-    if fractions.len() > 1 {
+    // The baseline is every round's 100 %: its rounds say nothing.
+    if fractions.len() > 1 && kept.name != "baseline" {
         kept.round_fractions = fractions;
     }
     kept.peak_rss_kib = peak_rss_kib;
