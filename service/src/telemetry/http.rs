@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
 
 use axum::extract::MatchedPath;
+use axum::http::uri::Authority;
 use axum::http::{HeaderMap, Request, Response};
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceState,
@@ -117,6 +118,12 @@ fn start<B>(parent: &Context, request: &Request<B>) -> Traced {
     } else {
         format!("{method} {route}")
     });
+    if let Some(authority) = host(request) {
+        server.set_attribute(KeyValue::new("server.address", authority.host().to_owned()));
+        if let Some(port) = authority.port_u16() {
+            server.set_attribute(KeyValue::new("server.port", i64::from(port)));
+        }
+    }
     server.set_attributes([
         KeyValue::new("http.request.method", method.to_owned()),
         KeyValue::new("http.route", route.to_owned()),
@@ -131,6 +138,20 @@ fn start<B>(parent: &Context, request: &Request<B>) -> Traced {
         ),
     ]);
     Traced::Sampled(parent.with_span(server))
+}
+
+/// The server the request was sent to: the URI's authority (HTTP/2) or the `Host` header.
+fn host<B>(request: &Request<B>) -> Option<Authority> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(authority.clone());
+    }
+    request
+        .headers()
+        .get(axum::http::header::HOST)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The parent context, when the request carries one (the propagator is skipped otherwise).

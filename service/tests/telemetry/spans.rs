@@ -50,6 +50,11 @@ async fn assert_tree(
         Some(status.to_string().as_str())
     );
     assert!(attribute(server_span, "url.path").is_some_and(|p| p.starts_with("/v1/cart/")));
+    assert_eq!(
+        attribute(server_span, "server.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert!(attribute(server_span, "server.port").is_some());
 
     let internal_span = spans
         .iter()
