@@ -15,6 +15,13 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // mimalloc asked for transparent huge pages on its heap, and each 2 MiB region touched
+    // then counted whole in the RSS: 10 of the 19.5 MiB an idle process held. A heap this
+    // small gains nothing from them (no throughput change measured), so mimalloc is built
+    // not to ask (`no_thp`), and this turns them off for the process where the kernel
+    // gives them unasked (`transparent_hugepage=always`).
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // A worker with nothing left to run sends the log lines it holds.

@@ -12,6 +12,7 @@ mod faults;
 mod helpers;
 mod idempotency;
 mod logging;
+mod memory;
 mod operations;
 mod process;
 mod shutdown;
