@@ -76,6 +76,9 @@ struct Sinks<'a> {
     redis_port: u16,
     otlp_port: u16,
     query_port: u16,
+    /// The run's directory, where the wrk scripts are.
+    scripts: &'a Path,
+    /// This round's directory, for stdout and `LOG_FILE`.
     dir: &'a Path,
 }
 
@@ -107,13 +110,14 @@ pub fn run(
     let mut rounds = Vec::new();
     for round in 1..=ROUNDS {
         // A directory a round, so each run's stdout and LOG_FILE sizes are its own.
-        let dir = dir.join(format!("round-{round}"));
-        std::fs::create_dir_all(&dir)?;
+        let round_dir = dir.join(format!("round-{round}"));
+        std::fs::create_dir_all(&round_dir)?;
         let sinks = Sinks {
             redis_port,
             otlp_port,
             query_port,
-            dir: &dir,
+            scripts: dir,
+            dir: &round_dir,
         };
         let mut runs = vec![observed_run(sh, settings, None, sinks)?];
         for setting in SETTINGS {
@@ -189,6 +193,7 @@ fn observed_run(
         redis_port,
         otlp_port,
         query_port,
+        scripts,
         dir,
     } = sinks;
     let name = setting.map_or("baseline", |s| s.name);
@@ -200,7 +205,7 @@ fn observed_run(
     let stdout = File::create(&stdout_path)?;
     let invocation = super::service(port, redis_port, setting.map(|s| (s, otlp_port, dir)));
     let (mut service, _) = start(sh, &invocation, port, Stdio::from(stdout))?;
-    let add_script = script(dir, Scenario::Add);
+    let add_script = script(scripts, Scenario::Add);
     let add_url = url(port, Scenario::Add);
     run_wrk(sh, &add_script, &add_url, CONNECTIONS, 1)?;
     let (result, usage) = procfs::measure(service.process.pid(), || {
