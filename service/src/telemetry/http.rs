@@ -20,7 +20,7 @@ use opentelemetry::trace::{
     Tracer as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracer};
 use tower::{Layer, Service};
 use tracing_opentelemetry_instrumentation_sdk::http as otel_http;
 
@@ -79,7 +79,7 @@ where
             };
         }
         let parent = extract(request.headers());
-        let trace = start(&parent, &request);
+        let trace = start(span::tracer(), &parent, &request);
         let mut current = trace.current();
         let inner = {
             let _entered = Entered::swap(&mut current);
@@ -96,8 +96,8 @@ where
 /// The request's SERVER span, started with the SDK's sampler deciding; only a sampled one
 /// is kept, named `METHOD route` and given its attributes (status code and error status
 /// come with the response).
-fn start<B>(parent: &Context, request: &Request<B>) -> Traced {
-    let Some(tracer) = span::tracer() else {
+fn start<B>(tracer: Option<&SdkTracer>, parent: &Context, request: &Request<B>) -> Traced {
+    let Some(tracer) = tracer else {
         // No tracer installed: nothing is recorded, but the request gets ids of its own.
         return unsampled(parent);
     };
@@ -105,6 +105,10 @@ fn start<B>(parent: &Context, request: &Request<B>) -> Traced {
         .span_builder("HTTP request")
         .with_kind(SpanKind::Server)
         .start_with_context(tracer, parent);
+    if !server.span_context().is_valid() {
+        // The provider is shut down (the process is draining): ids of its own, as above.
+        return unsampled(parent);
+    }
     if !server.span_context().is_sampled() {
         return Traced::Unsampled(server.span_context().clone());
     }
@@ -260,5 +264,40 @@ where
             }
         }
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::*;
+
+    fn ids(trace: &Traced) -> Option<SpanContext> {
+        match trace {
+            Traced::Unsampled(span_context) => Some(span_context.clone()),
+            Traced::Sampled(context) => Some(context.span().span_context().clone()),
+            Traced::Not => None,
+        }
+    }
+
+    #[test]
+    fn a_request_gets_valid_ids_without_a_tracer_and_after_shutdown() {
+        let request = Request::get("/v1/cart/u-1").body(()).unwrap();
+        let provider = SdkTracerProvider::builder().build();
+        let tracer = provider.tracer("test");
+
+        let sampled = start(Some(&tracer), &Context::new(), &request);
+        assert!(matches!(sampled, Traced::Sampled(_)));
+        let no_tracer = start(None, &Context::new(), &request);
+        provider.shutdown().unwrap();
+        let after_shutdown = start(Some(&tracer), &Context::new(), &request);
+
+        for trace in [no_tracer, after_shutdown] {
+            let span_context = ids(&trace).unwrap();
+            assert!(matches!(trace, Traced::Unsampled(_)));
+            assert!(span_context.is_valid(), "{span_context:?}");
+        }
     }
 }
