@@ -43,6 +43,7 @@ fn observed(name: &str, sampler: &str, fraction: f64) -> ObservedRun {
         service: http(30_000.0 * fraction, 3.0),
         peak_rss_kib: 40 * 1024,
         cpu_s_per_10k: 0.7,
+        collector_cpu_s_per_10k: 0.3,
         fraction_of_baseline: Some(fraction),
         round_fractions: Vec::new(),
         stdout_bytes: 4096,

@@ -76,6 +76,8 @@ struct Sinks<'a> {
     redis_port: u16,
     otlp_port: u16,
     query_port: u16,
+    /// Jaeger's process, whose CPU each run also measures.
+    jaeger_pid: u32,
     /// The run's directory, where the wrk scripts are.
     scripts: &'a Path,
     /// This round's directory, for stdout and `LOG_FILE`.
@@ -116,6 +118,7 @@ pub fn run(
             redis_port,
             otlp_port,
             query_port,
+            jaeger_pid: jaeger.pid(),
             scripts: dir,
             dir: &round_dir,
         };
@@ -193,6 +196,7 @@ fn observed_run(
         redis_port,
         otlp_port,
         query_port,
+        jaeger_pid,
         scripts,
         dir,
     } = sinks;
@@ -208,9 +212,11 @@ fn observed_run(
     let add_script = script(scripts, Scenario::Add);
     let add_url = url(port, Scenario::Add);
     run_wrk(sh, &add_script, &add_url, CONNECTIONS, 1)?;
+    let jaeger_before = procfs::cpu_seconds(jaeger_pid)?;
     let (result, usage) = procfs::measure(service.process.pid(), || {
         run_wrk(sh, &add_script, &add_url, CONNECTIONS, settings.duration)
     })?;
+    let jaeger_cpu_seconds = procfs::cpu_seconds(jaeger_pid)? - jaeger_before;
     service
         .process
         .ensure_running()
@@ -225,6 +231,7 @@ fn observed_run(
         }),
         connections: CONNECTIONS,
         cpu_s_per_10k: per_10k(usage.cpu_seconds, result.requests),
+        collector_cpu_s_per_10k: per_10k(jaeger_cpu_seconds, result.requests),
         peak_rss_kib: usage.peak_rss_kib,
         service: result,
         fraction_of_baseline: None,
