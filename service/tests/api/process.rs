@@ -18,8 +18,23 @@ pub struct Service {
 
 impl Service {
     /// Starts the binary on a free port against the shared Redis, with `overrides` on top of
-    /// a clean environment, and waits until `/readyz` is 200.
+    /// a clean environment, and waits until `/readyz` is 200. A free port can be taken by
+    /// another test's process between being found and being bound: the service then exits
+    /// with "Address already in use", and it is started again on another port.
     pub async fn start(overrides: &[(&str, &str)]) -> Self {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut service = Self::spawn(overrides);
+            match service.ready_or_exited().await {
+                Ok(()) => return service,
+                Err(log) if attempts < 5 && log.contains("Address already in use") => {}
+                Err(log) => panic!("cart-service exited during startup: {log}"),
+            }
+        }
+    }
+
+    fn spawn(overrides: &[(&str, &str)]) -> Self {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().expect("create a log file");
         let stdout = log.reopen().expect("open the log file");
@@ -35,9 +50,7 @@ impl Service {
             .stderr(stderr)
             .spawn()
             .expect("spawn the cart-service binary");
-        let mut service = Self { child, port, log };
-        service.wait_ready().await;
-        service
+        Self { child, port, log }
     }
 
     pub fn pid(&self) -> u32 {
@@ -81,20 +94,19 @@ impl Service {
         format!("\n--- cart-service output ---\n{text}")
     }
 
-    pub async fn wait_ready(&mut self) {
+    /// Waits until `/readyz` is 200; the process's output if it exits first.
+    async fn ready_or_exited(&mut self) -> Result<(), String> {
         let client = reqwest::Client::new();
         let started = Instant::now();
         loop {
             if let Ok(response) = client.get(self.url("/readyz")).send().await
                 && response.status() == 200
             {
-                return;
+                return Ok(());
             }
-            assert!(
-                self.is_running(),
-                "cart-service exited during startup: {}",
-                self.log()
-            );
+            if !self.is_running() {
+                return Err(self.log());
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "cart-service not ready within 10 s: {}",

@@ -33,7 +33,19 @@ struct Jaeger {
 }
 
 impl Jaeger {
+    /// Starts Jaeger on four free ports and waits for its query API. A free port can be
+    /// taken by another test's process between being found and being bound: Jaeger then
+    /// exits, and it is started again on other ports.
     async fn start() -> Self {
+        for _ in 0..5 {
+            if let Some(jaeger) = Self::try_start().await {
+                return jaeger;
+            }
+        }
+        panic!("jaeger exited at startup five times (its output is above)");
+    }
+
+    async fn try_start() -> Option<Self> {
         let binary = jaeger_binary();
         let (grpc_port, http_port, query_port, query_grpc_port) =
             (free_port(), free_port(), free_port(), free_port());
@@ -49,7 +61,7 @@ impl Jaeger {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
-        let jaeger = Self {
+        let mut jaeger = Self {
             child,
             grpc_port,
             http_port,
@@ -60,13 +72,16 @@ impl Jaeger {
             .await
             .is_ok_and(|r| r.status() == 200)
         {
+            if jaeger.child.try_wait().is_ok_and(|status| status.is_some()) {
+                return None;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "jaeger did not start within 20 s"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        jaeger
+        Some(jaeger)
     }
 
     fn query(&self, path: &str) -> String {
