@@ -349,12 +349,24 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_j
     body
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, and that this test process has not handed out
+/// before: the kernel can give a port just released by one `free_port` to the next, and
+/// two parallel tests' processes then race to bind it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("find a free port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("find a free port");
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 fn wait_for_redis(port: u16) {
