@@ -43,7 +43,7 @@ impl RedisServer {
     pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
         let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
-        let process = RedisProcess::spawn(free_port(), dir.path(), &extra);
+        let process = RedisProcess::spawn_on_a_free_port(dir.path(), &extra);
         Self {
             port: process.port,
             process: Some(process),
@@ -71,7 +71,9 @@ impl RedisServer {
     /// Starts the server again on the same port and waits until it answers.
     pub fn restart(&mut self) {
         self.kill();
-        self.process = Some(RedisProcess::spawn(self.port, self.dir.path(), &self.extra));
+        let process = RedisProcess::spawn(self.port, self.dir.path(), &self.extra)
+            .unwrap_or_else(|port| panic!("redis-server could not bind port {port} again"));
+        self.process = Some(process);
     }
 
     /// SIGSTOPs the server: its sockets stay open but nothing answers, like a partition.
@@ -101,7 +103,7 @@ pub fn shared_redis_url() -> String {
     static SHARED: OnceLock<(RedisProcess, TempDir)> = OnceLock::new();
     let (process, _) = SHARED.get_or_init(|| {
         let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
-        (RedisProcess::spawn(free_port(), dir.path(), &[]), dir)
+        (RedisProcess::spawn_on_a_free_port(dir.path(), &[]), dir)
     });
     format!("redis://127.0.0.1:{}", process.port)
 }
@@ -116,7 +118,21 @@ struct RedisProcess {
 }
 
 impl RedisProcess {
-    fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Self {
+    /// Starts the server on a free port. A free port can be taken by another test's
+    /// process between being found and being bound: the server then exits at once, and
+    /// it is started again on another port.
+    fn spawn_on_a_free_port(dir: &std::path::Path, extra: &[String]) -> Self {
+        for _ in 0..5 {
+            if let Ok(process) = Self::spawn(free_port(), dir, extra) {
+                return process;
+            }
+        }
+        panic!("redis-server exited at startup five times, each on another free port");
+    }
+
+    /// Starts the server on `port` and waits until it answers; the port back if the
+    /// server exits first (it could not bind it).
+    fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Result<Self, u16> {
         if let Err(error) = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -152,8 +168,12 @@ impl RedisProcess {
             lifeline: wrapper.stdin.take(),
             wrapper,
         };
-        wait_for_redis(port);
-        process
+        if wait_for_redis(port, pid) {
+            Ok(process)
+        } else {
+            process.kill();
+            Err(port)
+        }
     }
 
     fn kill(mut self) {
@@ -369,12 +389,16 @@ pub fn free_port() -> u16 {
     }
 }
 
-fn wait_for_redis(port: u16) {
+/// Waits until the server answers PING: false if it exited first.
+fn wait_for_redis(port: u16, pid: Pid) -> bool {
     let started = Instant::now();
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     loop {
         if ping(address) {
-            return;
+            return true;
+        }
+        if !alive(pid) {
+            return false;
         }
         assert!(
             started.elapsed() < REDIS_START_TIMEOUT,
@@ -382,6 +406,15 @@ fn wait_for_redis(port: u16) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Whether `pid` runs: it exists and is not a zombie (the wrapper shell reaps the server
+/// only when it is told to stop).
+fn alive(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
 }
 
 fn ping(address: SocketAddr) -> bool {
