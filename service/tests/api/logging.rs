@@ -81,3 +81,47 @@ async fn an_unwritable_log_file_degrades_to_stdout_with_one_warning() {
         .collect();
     assert_eq!(warnings.len(), 1, "{}", service.log());
 }
+
+/// Spans the batch processor had to drop (its queue full) are reported in the log, as the
+/// OpenTelemetry SDK's own warning, so an operator sees traces are incomplete.
+#[tokio::test]
+async fn dropped_spans_are_logged_as_a_warning() {
+    let service = Service::start(&[
+        ("OTEL_TRACES_SAMPLER", "always_on"),
+        // Nothing listens there; the batch is only due in a minute anyway.
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "1"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let response = client
+            .post(service.url(&format!("/v1/cart/{}", unique_user())))
+            .json(&serde_json::json!({"product_id": "p-1", "quantity": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    let started = std::time::Instant::now();
+    let warning = loop {
+        let log = service.log();
+        if let Some(line) = json_lines(&log)
+            .into_iter()
+            .find(|line| line["target"] == "opentelemetry_sdk" && line["level"] == "WARN")
+        {
+            break line;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no dropped-span warning: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        warning["message"].as_str().unwrap().contains("drop"),
+        "{warning}"
+    );
+}
