@@ -5,7 +5,6 @@
 //! INTERNAL span `cart.<operation>` under the request's SERVER span, with the Redis
 //! commands as CLIENT spans beneath it.
 
-use crate::telemetry::InSpan as _;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -18,6 +17,7 @@ use crate::domain::{self, Id, IdempotencyKey};
 use crate::error::{Error, Problem, Result};
 use crate::state::AppState;
 use crate::store::{Added, Claim};
+use crate::telemetry::InSpan as _;
 
 /// The request header that makes a POST safe to retry.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");

@@ -24,7 +24,7 @@ use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracer};
 use tower::{Layer, Service};
 use tracing_opentelemetry_instrumentation_sdk::http as otel_http;
 
-use super::span::{self, Current, Entered};
+use super::span::{self, Current, Entered, Within};
 
 /// Traces the requests whose path `filter` accepts; see the module documentation.
 #[derive(Debug, Clone, Copy)]
@@ -73,9 +73,8 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if !(self.filter)(request.uri().path()) {
             return TraceFuture {
-                inner: self.inner.call(request),
+                inner: span::within(None, self.inner.call(request)),
                 trace: Traced::Not,
-                current: None,
             };
         }
         let parent = extract(request.headers());
@@ -86,9 +85,8 @@ where
             self.inner.call(request)
         };
         TraceFuture {
-            inner,
+            inner: span::within(current, inner),
             trace,
-            current,
         }
     }
 }
@@ -213,12 +211,12 @@ impl Traced {
 }
 
 pin_project_lite::pin_project! {
-    /// The response future of [`Trace`].
+    /// The response future of [`Trace`]: the inner future polled within the request
+    /// ([`span::within`]), then the response recorded on the server span.
     pub struct TraceFuture<F> {
         #[pin]
-        inner: F,
+        inner: Within<F>,
         trace: Traced,
-        current: Option<Current>,
     }
 }
 
@@ -231,11 +229,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut result = {
-            let _entered = Entered::swap(this.current);
-            ready!(this.inner.poll(cx))
-        };
-        *this.current = None;
+        let mut result = ready!(this.inner.poll(cx));
         match &*this.trace {
             Traced::Not => {}
             Traced::Sampled(context) => {

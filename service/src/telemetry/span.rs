@@ -71,7 +71,7 @@ pub fn in_request<R>(current: Current, f: impl FnOnce() -> R) -> R {
 
 /// A child of the current span, when the request running on this thread is sampled:
 /// `kind`, named `name`, with the `attributes` (asked for only then). The span ends when
-/// the last clone of the returned context is dropped, or at [`end`].
+/// the last clone of the returned context is dropped.
 pub fn child(
     name: &'static str,
     kind: SpanKind,
@@ -89,13 +89,6 @@ pub fn child(
             .start_with_context(tracer, parent);
         Some(parent.with_span(span))
     })
-}
-
-/// Ends the span of `context`, if any.
-pub fn end(context: Option<Context>) {
-    if let Some(context) = context {
-        context.span().end();
-    }
 }
 
 /// `future`, polled with `current` as this thread's request (nothing changes when it is

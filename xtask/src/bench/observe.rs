@@ -156,8 +156,8 @@ pub fn run(
 /// One setting's runs over the rounds: the run with the median fraction of its round's
 /// baseline (the baseline's: the median throughput), carrying every round's fraction, the
 /// highest peak RSS, and whether traces arrived in every round (the baseline, always
-/// 100 % of itself, carries no fractions). A run with errors is
-/// kept instead, so a repeat never hides errors.
+/// 100 % of itself, carries no fractions). A run with errors is kept instead, so a repeat
+/// never hides errors.
 pub fn median_run(runs: Vec<ObservedRun>) -> ObservedRun {
     let peak_rss_kib = runs
         .iter()
