@@ -44,6 +44,7 @@ fn observed(name: &str, sampler: &str, fraction: f64) -> ObservedRun {
         peak_rss_kib: 40 * 1024,
         cpu_s_per_10k: 0.7,
         collector_cpu_s_per_10k: 0.3,
+        workers_waited_s_per_10k: 0.04,
         fraction_of_baseline: Some(fraction),
         round_fractions: Vec::new(),
         stdout_bytes: 4096,

@@ -138,12 +138,16 @@ pub fn run(
         .collect();
     for run in &runs {
         println!(
-            "==> add, {:<8} {:>7.0} req/s, {:>4.0} % of baseline (rounds: {}), p99 {:.2} ms, traces in Jaeger: {}",
+            "==> add, {:<8} {:>7.0} req/s, {:>4.0} % of baseline (rounds: {}), p99 {:.2} ms, \
+             per 10k req: CPU {:.2} s, workers waited for a CPU {:.3} s, Jaeger CPU {:.2} s; traces in Jaeger: {}",
             run.name,
             run.service.rps,
             run.fraction_of_baseline.unwrap_or_default() * 100.0,
             run.fractions_word(),
             run.service.p99_ms,
+            run.cpu_s_per_10k,
+            run.workers_waited_s_per_10k,
+            run.collector_cpu_s_per_10k,
             run.traces_word(),
         );
     }
@@ -232,6 +236,7 @@ fn observed_run(
         connections: CONNECTIONS,
         cpu_s_per_10k: per_10k(usage.cpu_seconds, result.requests),
         collector_cpu_s_per_10k: per_10k(jaeger_cpu_seconds, result.requests),
+        workers_waited_s_per_10k: per_10k(usage.workers_waited_seconds, result.requests),
         peak_rss_kib: usage.peak_rss_kib,
         service: result,
         fraction_of_baseline: None,

@@ -1,6 +1,7 @@
 //! What `/proc` says about the service under load: resident memory (`VmRSS` of
-//! `/proc/<pid>/status`), CPU time (`utime` + `stime` of `/proc/<pid>/stat`) and the
-//! machine's load average, plus a sampler thread that keeps the peak RSS during a run.
+//! `/proc/<pid>/status`), CPU time (`utime` + `stime` of `/proc/<pid>/stat`), the time
+//! its threads waited for a CPU (`/proc/<pid>/task/*/schedstat`) and the machine's load
+//! average, plus a sampler thread that keeps the peak RSS during a run.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -36,6 +37,14 @@ pub fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / USER_HZ)
 }
 
+/// The run-queue wait of a `/proc/<pid>/task/<tid>/schedstat` line (its second field:
+/// nanoseconds the thread was runnable but waited for a CPU), in seconds.
+pub fn parse_schedstat_wait_seconds(schedstat: &str) -> Option<f64> {
+    let nanoseconds: u64 = schedstat.split_whitespace().nth(1)?.parse().ok()?;
+    #[allow(clippy::cast_precision_loss)] // nanoseconds of waiting fit f64 for months
+    Some(nanoseconds as f64 / 1e9)
+}
+
 /// The 1, 5 and 15 minute load averages of a `/proc/loadavg` text.
 pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
     let mut fields = text.split_whitespace().map(str::parse::<f64>);
@@ -60,6 +69,32 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     parse_cpu_seconds(&stat).ok_or_else(|| anyhow!("cannot parse /proc/{pid}/stat"))
 }
 
+/// Names of the threads that serve requests: Tokio's workers.
+pub const WORKER_THREAD: &str = "tokio-rt-worker";
+
+/// How long the process's threads named `name` have waited for a CPU while runnable,
+/// summed, in seconds: the time other threads on the same cores took from them.
+pub fn run_queue_wait_seconds(pid: u32, name: &str) -> anyhow::Result<f64> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut total = 0.0;
+    for task in std::fs::read_dir(&tasks).with_context(|| format!("cannot read {tasks}"))? {
+        let task = task?.path();
+        // A thread that ended meanwhile has no files any more: its wait is gone too.
+        let (Ok(comm), Ok(text)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("schedstat")),
+        ) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        total += parse_schedstat_wait_seconds(&text)
+            .ok_or_else(|| anyhow!("cannot parse {}: {text:?}", task.display()))?;
+    }
+    Ok(total)
+}
+
 /// The machine's load averages now (zeros where `/proc/loadavg` cannot be read).
 pub fn loadavg() -> [f64; 3] {
     std::fs::read_to_string("/proc/loadavg")
@@ -73,11 +108,14 @@ pub fn loadavg() -> [f64; 3] {
 pub struct Usage {
     pub peak_rss_kib: u64,
     pub cpu_seconds: f64,
+    /// Time its Tokio workers were runnable but waited for a CPU.
+    pub workers_waited_seconds: f64,
 }
 
 /// Runs `work` while a thread samples `pid`'s RSS; returns its result and the usage.
 pub fn measure<T>(pid: u32, work: impl FnOnce() -> T) -> anyhow::Result<(T, Usage)> {
     let cpu_before = cpu_seconds(pid)?;
+    let wait_before = run_queue_wait_seconds(pid, WORKER_THREAD)?;
     let peak = AtomicU64::new(rss_kib(pid).unwrap_or(0));
     let done = AtomicBool::new(false);
     let result = thread::scope(|scope| {
@@ -97,6 +135,8 @@ pub fn measure<T>(pid: u32, work: impl FnOnce() -> T) -> anyhow::Result<(T, Usag
         // A process that exited has no VmRSS: the caller checks it is still running.
         peak_rss_kib: peak.load(Ordering::Relaxed).max(rss_kib(pid).unwrap_or(0)),
         cpu_seconds: cpu_seconds(pid)? - cpu_before,
+        workers_waited_seconds: (run_queue_wait_seconds(pid, WORKER_THREAD)? - wait_before)
+            .max(0.0),
     };
     Ok((result, usage))
 }
@@ -124,6 +164,17 @@ mod tests {
     }
 
     #[test]
+    fn schedstat_gives_the_run_queue_wait() {
+        // time on CPU (ns), time waiting on a run queue (ns), timeslices
+        assert_eq!(
+            parse_schedstat_wait_seconds("123456789 2500000000 4242\n"),
+            Some(2.5)
+        );
+        assert_eq!(parse_schedstat_wait_seconds("123456789\n"), None);
+        assert_eq!(parse_schedstat_wait_seconds("1 x 3\n"), None);
+    }
+
+    #[test]
     fn loadavg_gives_three_averages() {
         assert_eq!(
             parse_loadavg("0.52 1.10 2.00 1/234 5678\n"),
@@ -140,5 +191,32 @@ mod tests {
 
         assert!(usage.peak_rss_kib > 0);
         assert!(usage.cpu_seconds >= 0.0);
+        assert!(usage.workers_waited_seconds >= 0.0);
+    }
+
+    #[test]
+    fn only_the_named_threads_wait_is_summed() {
+        let pid = std::process::id();
+        let name = "procfs-waiter";
+        let (started, stop) = (std::sync::Barrier::new(2), AtomicBool::new(false));
+        thread::scope(|scope| {
+            thread::Builder::new()
+                .name(name.to_owned())
+                .spawn_scoped(scope, || {
+                    started.wait();
+                    while !stop.load(Ordering::Relaxed) {
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                })
+                .unwrap();
+            started.wait();
+            thread::sleep(Duration::from_millis(20));
+            // Every thread waits a little each time it is woken before it runs.
+            let waited = run_queue_wait_seconds(pid, name).unwrap();
+            stop.store(true, Ordering::Relaxed);
+            assert!(waited > 0.0, "{waited}");
+        });
+        let none = run_queue_wait_seconds(pid, "no-such-thread").unwrap();
+        assert!(none.abs() < f64::EPSILON, "{none}");
     }
 }

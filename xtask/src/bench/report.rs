@@ -103,6 +103,9 @@ pub struct ObservedRun {
     pub cpu_s_per_10k: f64,
     /// The local Jaeger's CPU over the same requests: it shares the cores being measured.
     pub collector_cpu_s_per_10k: f64,
+    /// Time the service's Tokio workers were runnable but waited for a CPU (taken by
+    /// Jaeger, Redis, wrk or the service's log writer), per 10 000 requests.
+    pub workers_waited_s_per_10k: f64,
     /// Throughput over the baseline `add` at the same concurrency.
     pub fraction_of_baseline: Option<f64>,
     /// Every round's fraction when there were several (this run is the median one).
@@ -246,14 +249,14 @@ impl Report {
         }
         md.push_str(
             "| setting | sampler | conns | req/s | of baseline | p99 ms | errors | peak RSS MiB \
-             | CPU s / 10k req | Jaeger CPU s / 10k req | stdout KiB | LOG_FILE KiB \
-             | traces in Jaeger |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+             | CPU s / 10k req | workers waited for a CPU s / 10k req | Jaeger CPU s / 10k req \
+             | stdout KiB | LOG_FILE KiB | traces in Jaeger |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         );
         for run in &self.observability.runs {
             let _ = writeln!(
                 md,
-                "| {} | `{}` | {} | {:.0} | {} | {:.2} | {} | {} | {:.2} | {:.2} | {} | {} | {} |",
+                "| {} | `{}` | {} | {:.0} | {} | {:.2} | {} | {} | {:.2} | {:.3} | {:.2} | {} | {} | {} |",
                 run.name,
                 run.sampler,
                 run.connections,
@@ -269,6 +272,7 @@ impl Report {
                 run.service.errors.total(),
                 mib(run.peak_rss_kib),
                 run.cpu_s_per_10k,
+                run.workers_waited_s_per_10k,
                 run.collector_cpu_s_per_10k,
                 run.stdout_bytes / 1024,
                 run.log_file_bytes / 1024,
@@ -338,8 +342,8 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| 40.0 | 0.70 | 0.30 | 4 | 4 | yes |"),
-            "the service's CPU, then Jaeger's: {md}"
+            md.contains("| 40.0 | 0.70 | 0.040 | 0.30 | 4 | 4 | yes |"),
+            "the service's CPU, its wait for a CPU, then Jaeger's CPU: {md}"
         );
         assert!(!md.contains("| budget |"));
     }
