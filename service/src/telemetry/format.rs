@@ -79,7 +79,7 @@ impl JsonFields<'_, '_> {
 impl Visit for JsonFields<'_, '_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         if value.is_finite() {
-            self.raw(field, value);
+            self.raw(field, JsonFloat(value));
         } else {
             self.record_str(field, &value.to_string());
         }
@@ -144,6 +144,17 @@ fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result
         writer.write_str(prefix)
     })?;
     write!(writer, ".{:09}Z", since_epoch.subsec_nanos())
+}
+
+/// A finite float as a JSON number that always reads back as a float: `2.0`, not the `2`
+/// Display writes (a log pipeline would then type `latency_ms` as an integer).
+struct JsonFloat(f64);
+
+impl fmt::Display for JsonFloat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Debug is the shortest round-trip form with a `.0` or an exponent, all valid JSON.
+        write!(f, "{:?}", self.0)
+    }
 }
 
 /// `bytes` in lowercase hex, in `out` (twice as long).
@@ -237,6 +248,25 @@ mod tests {
             trace_id.to_string()
         );
         assert_eq!(hex(&mut [0; 16], &span_id.to_bytes()), "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn floats_stay_floats_in_json() {
+        for (value, written) in [
+            (2.0, "2.0"),
+            (1.924, "1.924"),
+            (0.001, "0.001"),
+            (1e21, "1e21"),
+        ] {
+            let text = JsonFloat(value).to_string();
+            assert_eq!(text, written);
+            let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert!(parsed.is_f64(), "{text}");
+            assert!(
+                (parsed.as_f64().unwrap() - value).abs() < f64::EPSILON,
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -20,7 +20,14 @@ async fn the_access_log_line_carries_the_trace_id_of_the_request() {
     assert_eq!(access["route"], "/v1/cart/{user_id}");
     assert_eq!(access["status"], 200);
     assert_eq!(access["level"], "INFO");
-    assert!(access["latency_ms"].is_f64());
+    let latency_ms = access["latency_ms"]
+        .as_f64()
+        .expect("latency_ms is a float");
+    let microseconds = latency_ms * 1000.0;
+    assert!(
+        latency_ms > 0.0 && (microseconds - microseconds.round()).abs() < 1e-6,
+        "latency in milliseconds to the microsecond: {latency_ms}"
+    );
     let timestamp = access["timestamp"].as_str().unwrap();
     assert!(
         timestamp.ends_with('Z') && timestamp.contains('T'),
