@@ -23,10 +23,18 @@ use crate::config::{Config, LogFormat, LogRotation};
 use super::batch::Batched;
 pub use super::format::JsonLines;
 
-/// Lines a sink buffers before it starts dropping: half a second of access lines at 30 000
-/// requests/s. The channel allocates and touches every slot up front (tracing-appender's
-/// default of 128 000 cost 5 MiB of resident memory per sink, idle).
+/// Messages a sink queues before it starts dropping lines, when its messages are lines
+/// (the pretty format): about 5 MiB of lines. The channel allocates and touches every
+/// slot up front (tracing-appender's default of 128 000 cost 5 MiB of resident memory per
+/// sink, idle).
 const BUFFERED_LINES: usize = 16_384;
+
+/// Messages a sink queues before it starts dropping lines, when its messages are the
+/// chunks of [`Batched`] (up to [`super::batch::CHUNK_BYTES`] each): at most 8.5 MiB, half
+/// a second of access lines at 40 000 requests/s. Counted in lines, as before chunks, a
+/// stalled stdout let 16 384 chunks, 256 MiB, pile up: the pod's memory, not its logs,
+/// would have given way.
+const BUFFERED_CHUNKS: usize = 512;
 
 type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
 
@@ -62,8 +70,8 @@ where
         }
     };
     let mut guards = Vec::new();
-    let mut sink = |writer| {
-        let (writer, guard) = non_blocking(writer);
+    let mut sink = |writer, limit| {
+        let (writer, guard) = non_blocking(writer, limit);
         guards.push(guard);
         writer
     };
@@ -71,20 +79,26 @@ where
     // saves the fmt layer formatting every span's fields (3 % of the CPU with full tracing).
     let layer = match (config.log_format, file) {
         // One queue and one worker thread write each line to both sinks.
-        (LogFormat::Json, Some(file)) => json_layer(Batched::new(sink(Box::new(Tee {
-            stdout: std::io::stdout(),
-            file,
-        }))))
+        (LogFormat::Json, Some(file)) => json_layer(Batched::new(sink(
+            Box::new(Tee {
+                stdout: std::io::stdout(),
+                file,
+            }),
+            BUFFERED_CHUNKS,
+        )))
         .with_filter(filter.and(filter_fn(is_event)))
         .boxed(),
-        (LogFormat::Json, None) => json_layer(Batched::new(sink(Box::new(std::io::stdout()))))
-            .with_filter(filter.and(filter_fn(is_event)))
-            .boxed(),
+        (LogFormat::Json, None) => json_layer(Batched::new(sink(
+            Box::new(std::io::stdout()),
+            BUFFERED_CHUNKS,
+        )))
+        .with_filter(filter.and(filter_fn(is_event)))
+        .boxed(),
         (LogFormat::Pretty, file) => tracing_subscriber::fmt::layer()
             .pretty()
             .with_timer(UtcTime::rfc_3339())
-            .with_writer(sink(Box::new(std::io::stdout())))
-            .and_then(file.map(|file| json_layer(sink(Box::new(file)))))
+            .with_writer(sink(Box::new(std::io::stdout()), BUFFERED_LINES))
+            .and_then(file.map(|file| json_layer(sink(Box::new(file), BUFFERED_LINES))))
             .with_filter(filter)
             .boxed(),
     };
@@ -137,14 +151,15 @@ pub fn open_log_file(
         .map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
-/// A non-blocking writer over `sink`. The worker thread writes through a `BufWriter` and
-/// flushes each time it has drained the queue, so lines that queue up under load leave in
-/// one write instead of one system call each.
+/// A non-blocking writer over `sink` that queues at most `limit` messages. The worker
+/// thread writes through a `BufWriter` and flushes each time it has drained the queue, so
+/// lines that queue up under load leave in one write instead of one system call each.
 fn non_blocking(
     sink: Box<dyn std::io::Write + Send>,
+    limit: usize,
 ) -> (tracing_appender::non_blocking::NonBlocking, WorkerGuard) {
     let (writer, guard) = NonBlockingBuilder::default()
-        .buffered_lines_limit(BUFFERED_LINES)
+        .buffered_lines_limit(limit)
         .lossy(true)
         .finish(std::io::BufWriter::with_capacity(64 * 1024, sink));
     if let Ok(mut counters) = counters().lock() {

@@ -14,6 +14,8 @@ pub struct Service {
     child: Child,
     pub port: u16,
     log: tempfile::NamedTempFile,
+    /// The read end of a stdout pipe nobody reads, kept open so writes block, not fail.
+    _stalled_stdout: Option<std::io::PipeReader>,
 }
 
 impl Service {
@@ -22,10 +24,21 @@ impl Service {
     /// another test's process between being found and being bound: the service then exits
     /// with "Address already in use", and it is started again on another port.
     pub async fn start(overrides: &[(&str, &str)]) -> Self {
+        Self::start_as(overrides, false).await
+    }
+
+    /// Like [`Service::start`], with stdout a pipe nobody reads, as when a log collector
+    /// stalls: once the pipe's buffer is full, every write to stdout blocks. Only stderr
+    /// reaches [`Service::log`].
+    pub async fn start_with_stalled_stdout(overrides: &[(&str, &str)]) -> Self {
+        Self::start_as(overrides, true).await
+    }
+
+    async fn start_as(overrides: &[(&str, &str)], stalled_stdout: bool) -> Self {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut service = Self::spawn(overrides);
+            let mut service = Self::spawn(overrides, stalled_stdout);
             match service.ready_or_exited().await {
                 Ok(()) => return service,
                 Err(log) if attempts < 5 && log.contains("Address already in use") => {}
@@ -34,10 +47,15 @@ impl Service {
         }
     }
 
-    fn spawn(overrides: &[(&str, &str)]) -> Self {
+    fn spawn(overrides: &[(&str, &str)], stalled_stdout: bool) -> Self {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().expect("create a log file");
-        let stdout = log.reopen().expect("open the log file");
+        let (stdout, stalled_stdout): (Stdio, _) = if stalled_stdout {
+            let (reader, writer) = std::io::pipe().expect("create a pipe");
+            (writer.into(), Some(reader))
+        } else {
+            (log.reopen().expect("open the log file").into(), None)
+        };
         let stderr = log.reopen().expect("open the log file");
         let child = Command::new(env!("CARGO_BIN_EXE_cart-service"))
             .env_clear()
@@ -50,7 +68,12 @@ impl Service {
             .stderr(stderr)
             .spawn()
             .expect("spawn the cart-service binary");
-        Self { child, port, log }
+        Self {
+            child,
+            port,
+            log,
+            _stalled_stdout: stalled_stdout,
+        }
     }
 
     pub fn pid(&self) -> u32 {
