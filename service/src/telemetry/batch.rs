@@ -1,34 +1,48 @@
-//! Log lines from a Tokio worker leave in chunks.
+//! Log lines from Tokio workers leave in batches, and wake the writer seldom.
 //!
-//! tracing-appender's non-blocking writer queues every write as a message of its own, and
-//! its worker thread woke, spun and wrote for each: with the access log on, that thread
-//! took a tenth of the service's CPU (perf, `add` at 64 connections). [`Batched`] holds a
-//! worker thread's lines in a buffer of that thread and queues them as one message when
-//! the buffer passes [`CHUNK_BYTES`], when its oldest line is [`MAX_HOLD`] old, and
-//! whenever the worker runs out of tasks: the runtime calls [`flush_this_thread`] as a
-//! worker parks, which is also what turns holding on for the thread. Other threads (the
-//! main thread, blocking tasks) never park, so they write through.
+//! tracing-appender's non-blocking writer queues every write as a message and wakes its
+//! worker thread for each: with the access log on, that thread took a tenth of the
+//! service's CPU (perf, `add` at 64 connections), and waking it on every park of a Tokio
+//! worker still cost it 0.5 µs of CPU a line, most of it going to sleep and waking up.
+//! So a [`Batched`] sink moves lines in three steps:
+//!
+//! 1. A Tokio worker holds its lines in a buffer of its own thread: no lock, no wake-up.
+//! 2. When the worker parks (the runtime calls [`flush_this_thread`]), or the buffer passes
+//!    [`CHUNK_BYTES`], or its oldest line is [`MAX_HOLD`] old, the lines move to the
+//!    sink's pending buffer, still without waking anyone.
+//! 3. The pending buffer goes to the writer as one message once it passes
+//!    [`PENDING_BYTES`] (sent by the thread that filled it), or once its oldest line is
+//!    [`MAX_HOLD`] old (sent by the sink's `log-flush` thread, which sleeps while nothing
+//!    is pending), or when the [`FlushGuard`] drops at shutdown.
+//!
+//! A line so waits at most about [`MAX_HOLD`] before it is written. Threads that never
+//! park as Tokio workers (the main thread, blocking tasks) write each line through.
 
 use std::cell::RefCell;
 use std::io::{self, Write as _};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tracing_appender::non_blocking::NonBlocking;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// A chunk is queued once it holds this many bytes (about 60 access lines).
+/// A worker's own buffer moves to the pending buffer once it holds this many bytes.
 pub const CHUNK_BYTES: usize = 16 * 1024;
+/// The pending buffer goes to the writer once it holds this many bytes (about 250 access
+/// lines): a message on the writer's queue is at most this plus one chunk.
+pub const PENDING_BYTES: usize = 64 * 1024;
 /// ... or once its oldest line has waited this long.
 pub const MAX_HOLD: Duration = Duration::from_millis(100);
 
-/// Lines that went in chunks the sink's full queue refused, beyond the one message each
-/// chunk counts as in the sink's own counter.
-static DROPPED_IN_CHUNKS: AtomicU64 = AtomicU64::new(0);
+/// Lines that went in batches the sink's full queue refused, beyond the one message each
+/// batch counts as in the sink's own counter.
+static DROPPED_IN_BATCHES: AtomicU64 = AtomicU64::new(0);
 
-/// Lines dropped in chunks, to add to the sinks' own counts of dropped messages.
-pub fn dropped_in_chunks() -> u64 {
-    DROPPED_IN_CHUNKS.load(Ordering::Relaxed)
+/// Lines dropped in batches, to add to the sinks' own counts of dropped messages.
+pub fn dropped_in_batches() -> u64 {
+    DROPPED_IN_BATCHES.load(Ordering::Relaxed)
 }
 
 thread_local! {
@@ -42,66 +56,210 @@ struct Held {
 }
 
 impl Drop for Held {
-    /// A thread that ends sends what it still holds.
+    /// A thread that ends passes on what it still holds.
     fn drop(&mut self) {
         for chunk in &mut self.chunks {
-            chunk.send();
+            chunk.pass_on();
         }
     }
 }
 
 /// One sink's lines held on this thread.
 struct Chunk {
-    sink: usize,
-    writer: NonBlocking,
+    sink: Arc<Sink>,
     bytes: Vec<u8>,
     since: Instant,
 }
 
 impl Chunk {
-    fn send(&mut self) {
-        if self.bytes.is_empty() {
-            return;
+    fn pass_on(&mut self) {
+        if !self.bytes.is_empty() {
+            self.sink.stash(&self.bytes);
+            self.bytes.clear();
         }
-        let counter = self.writer.error_counter();
-        let before = counter.dropped_lines();
-        let _ = self.writer.write_all(&self.bytes);
-        if counter.dropped_lines() > before {
-            #[allow(clippy::naive_bytecount)] // once per refused chunk: not worth a crate
-            let lines = self.bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-            DROPPED_IN_CHUNKS.fetch_add(lines.saturating_sub(1), Ordering::Relaxed);
-        }
-        self.bytes.clear();
     }
 }
 
-/// Queues this thread's held lines, and holds its lines from now on. The runtime calls it
-/// as a worker thread parks.
+/// Moves this thread's held lines to their sinks' pending buffers, and holds its lines
+/// from now on. The runtime calls it as a worker thread parks.
 pub fn flush_this_thread() {
     let _ = HELD.try_with(|held| {
         if let Ok(mut held) = held.try_borrow_mut() {
             held.holding = true;
             for chunk in &mut held.chunks {
-                chunk.send();
+                chunk.pass_on();
             }
         }
     });
 }
 
-/// A [`MakeWriter`] over a non-blocking sink that holds lines on Tokio workers.
+/// A sink's pending buffer and the writer behind it.
+struct Sink {
+    id: usize,
+    writer: NonBlocking,
+    pending: Mutex<Pending>,
+    /// Tells the `log-flush` thread that lines are pending, or that it should stop.
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// When the oldest pending line arrived.
+    since: Option<Instant>,
+    /// Set by the [`FlushGuard`]: from then on lines go straight to the writer.
+    closed: bool,
+}
+
+impl Sink {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A thread that panicked while holding the lock left valid bytes behind.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds `bytes` (whole lines) to the pending buffer, and hands the buffer to the writer
+    /// once it is full. Wakes the `log-flush` thread only when the buffer was empty.
+    fn stash(&self, bytes: &[u8]) {
+        let mut pending = self.lock();
+        if pending.closed {
+            drop(pending);
+            send(&self.writer, bytes);
+            return;
+        }
+        if pending.bytes.is_empty() {
+            pending.since = Some(Instant::now());
+            self.changed.notify_one();
+        }
+        pending.bytes.extend_from_slice(bytes);
+        if pending.bytes.len() >= PENDING_BYTES {
+            self.hand_over(&mut pending);
+        }
+    }
+
+    /// Sends the pending buffer to the writer. The writer is lossy, so this never blocks:
+    /// it copies the bytes into its queue, or drops them and counts them.
+    fn hand_over(&self, pending: &mut Pending) {
+        send(&self.writer, &pending.bytes);
+        pending.bytes.clear();
+        pending.since = None;
+    }
+
+    /// The `log-flush` thread: sleeps while nothing is pending, hands the pending buffer
+    /// over once its oldest line is [`MAX_HOLD`] old, and everything when closed.
+    fn flush_until_closed(&self) {
+        let mut pending = self.lock();
+        loop {
+            let wait = match pending.since {
+                _ if pending.closed => {
+                    self.hand_over(&mut pending);
+                    return;
+                }
+                None => None,
+                Some(since) => {
+                    let Some(left) = MAX_HOLD
+                        .checked_sub(since.elapsed())
+                        .filter(|d| !d.is_zero())
+                    else {
+                        self.hand_over(&mut pending);
+                        continue;
+                    };
+                    Some(left)
+                }
+            };
+            pending = match wait {
+                None => self
+                    .changed
+                    .wait(pending)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(wait) => {
+                    self.changed
+                        .wait_timeout(pending, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// Writes `bytes` to the non-blocking writer as one message, counting the lines in it
+/// if its full queue refuses them.
+fn send(writer: &NonBlocking, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    let counter = writer.error_counter();
+    let before = counter.dropped_lines();
+    let _ = writer.make_writer().write_all(bytes);
+    if counter.dropped_lines() > before {
+        #[allow(clippy::naive_bytecount)] // once per refused batch: not worth a crate
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        DROPPED_IN_BATCHES.fetch_add(lines.saturating_sub(1), Ordering::Relaxed);
+    }
+}
+
+/// Stops a sink's `log-flush` thread once it has handed every pending line to the writer.
+/// Drop it before the writer's own guard, which then writes them out.
+#[derive(Debug)]
+#[must_use = "dropping the guard flushes and stops the sink's batching"]
+pub struct FlushGuard {
+    sink: Arc<Sink>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for FlushGuard {
+    fn drop(&mut self) {
+        // The calling thread's own held lines first (a Tokio worker shutting down).
+        flush_this_thread();
+        self.sink.lock().closed = true;
+        self.sink.changed.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`MakeWriter`] over a non-blocking writer that batches the lines of Tokio workers.
 #[derive(Debug, Clone)]
 pub struct Batched {
-    sink: usize,
-    writer: NonBlocking,
+    sink: Arc<Sink>,
 }
 
 impl Batched {
-    pub fn new(writer: NonBlocking) -> Self {
+    /// Batches lines for `writer`, with a `log-flush` thread that sends what waits too
+    /// long; the guard stops it.
+    pub fn new(writer: NonBlocking) -> io::Result<(Self, FlushGuard)> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        Self {
-            sink: NEXT.fetch_add(1, Ordering::Relaxed),
+        let sink = Arc::new(Sink {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             writer,
-        }
+            pending: Mutex::new(Pending {
+                bytes: Vec::with_capacity(PENDING_BYTES + CHUNK_BYTES),
+                ..Pending::default()
+            }),
+            changed: Condvar::new(),
+        });
+        let flusher = Arc::clone(&sink);
+        let thread = std::thread::Builder::new()
+            .name("log-flush".to_owned())
+            .spawn(move || flusher.flush_until_closed())?;
+        Ok((
+            Self {
+                sink: Arc::clone(&sink),
+            },
+            FlushGuard {
+                sink,
+                thread: Some(thread),
+            },
+        ))
     }
 }
 
@@ -129,13 +287,14 @@ impl io::Write for Line<'_> {
                 if !held.holding {
                     return false;
                 }
-                let sink = self.batched.sink;
-                let index = if let Some(index) = held.chunks.iter().position(|c| c.sink == sink) {
+                let sink = &self.batched.sink;
+                let index = if let Some(index) =
+                    held.chunks.iter().position(|c| Arc::ptr_eq(&c.sink, sink))
+                {
                     index
                 } else {
                     held.chunks.push(Chunk {
-                        sink,
-                        writer: self.batched.writer.clone(),
+                        sink: Arc::clone(sink),
                         bytes: Vec::with_capacity(CHUNK_BYTES + 1024),
                         since: Instant::now(),
                     });
@@ -147,13 +306,13 @@ impl io::Write for Line<'_> {
                 }
                 chunk.bytes.extend_from_slice(line);
                 if chunk.bytes.len() >= CHUNK_BYTES || chunk.since.elapsed() >= MAX_HOLD {
-                    chunk.send();
+                    chunk.pass_on();
                 }
                 true
             })
             .unwrap_or(false);
         if !held {
-            self.batched.writer.make_writer().write_all(line)?;
+            send(&self.batched.sink.writer, line);
         }
         Ok(line.len())
     }
@@ -172,9 +331,9 @@ mod tests {
     use super::*;
 
     #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<Vec<u8>>>>);
+    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
 
-    impl io::Write for Sink {
+    impl io::Write for Recorder {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             self.0.lock().unwrap().push(buf.to_vec());
             Ok(buf.len())
@@ -184,7 +343,7 @@ mod tests {
         }
     }
 
-    fn writes(sink: &Sink) -> Vec<String> {
+    fn writes(sink: &Recorder) -> Vec<String> {
         sink.0
             .lock()
             .unwrap()
@@ -193,20 +352,42 @@ mod tests {
             .collect()
     }
 
-    /// Runs `f` on a fresh thread (thread-local state starts clean) and waits for the
-    /// sink's worker to write what it was given.
-    fn on_a_thread(f: impl FnOnce(&Batched) + Send + 'static) -> Vec<String> {
-        let sink = Sink::default();
+    /// Runs `f` on a fresh thread (thread-local state starts clean), then drops the flush
+    /// guard and the writer's guard, in that order, and returns what reached the sink.
+    fn on_a_thread(f: impl FnOnce(&Batched, &Recorder) + Send + 'static) -> Vec<String> {
+        let sink = Recorder::default();
         let (writer, guard) = NonBlockingBuilder::default().finish(sink.clone());
-        let batched = Batched::new(writer);
-        std::thread::spawn(move || f(&batched)).join().unwrap();
+        let (batched, flush) = Batched::new(writer).unwrap();
+        let seen = sink.clone();
+        std::thread::spawn(move || f(&batched, &seen))
+            .join()
+            .unwrap();
+        drop(flush);
         drop(guard);
         writes(&sink)
     }
 
+    fn line(byte: u8, len: usize) -> Vec<u8> {
+        let mut line = vec![byte; len - 1];
+        line.push(b'\n');
+        line
+    }
+
+    /// Waits up to five seconds for the sink to have received `count` writes.
+    fn wait_for_writes(sink: &Recorder, count: usize) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let written = writes(sink);
+            if written.len() >= count || started.elapsed() > Duration::from_secs(5) {
+                return written;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn a_thread_that_never_parked_writes_each_line_through() {
-        let written = on_a_thread(|batched| {
+        let written = on_a_thread(|batched, _| {
             batched.make_writer().write_all(b"one\n").unwrap();
             batched.make_writer().write_all(b"two\n").unwrap();
         });
@@ -214,34 +395,80 @@ mod tests {
     }
 
     #[test]
-    fn after_a_park_lines_leave_together_on_the_next_park() {
-        let written = on_a_thread(|batched| {
+    fn lines_of_several_parks_leave_together_once_the_oldest_is_max_hold_old() {
+        let written = on_a_thread(|batched, sink| {
             flush_this_thread();
             batched.make_writer().write_all(b"one\n").unwrap();
+            flush_this_thread();
+            let parked = Instant::now();
             batched.make_writer().write_all(b"two\n").unwrap();
             flush_this_thread();
-            batched.make_writer().write_all(b"three\n").unwrap();
-            flush_this_thread();
+            let written = wait_for_writes(sink, 1);
+            assert!(
+                parked.elapsed() >= MAX_HOLD / 2,
+                "written {:?} after the park, before the hold was over: {written:?}",
+                parked.elapsed()
+            );
+            assert_eq!(written, ["one\ntwo\n"], "one message, without another park");
         });
-        assert_eq!(written, ["one\ntwo\n", "three\n"]);
+        assert_eq!(written, ["one\ntwo\n"]);
     }
 
     #[test]
-    fn a_full_chunk_or_an_old_line_leaves_without_a_park() {
-        let line = vec![b'x'; 1023];
-        let written = on_a_thread(move |batched| {
+    fn a_full_pending_buffer_leaves_at_once() {
+        let written = on_a_thread(|batched, sink| {
+            flush_this_thread();
+            for _ in 0..PENDING_BYTES / 1024 {
+                batched.make_writer().write_all(&line(b'x', 1024)).unwrap();
+                flush_this_thread();
+            }
+            batched.make_writer().write_all(b"y\n").unwrap();
+            flush_this_thread();
+            // Held for the whole hold, the last line would have left with the others.
+            let written = wait_for_writes(sink, 2);
+            assert_eq!(written.len(), 2);
+            assert_eq!(written[0].len(), PENDING_BYTES);
+            assert_eq!(written[1], "y\n");
+        });
+        assert_eq!(written.len(), 2);
+    }
+
+    #[test]
+    fn a_full_chunk_or_an_old_line_moves_on_without_a_park() {
+        let written = on_a_thread(|batched, sink| {
             flush_this_thread();
             for _ in 0..CHUNK_BYTES / 1024 {
-                let mut with_newline = line.clone();
-                with_newline.push(b'\n');
-                batched.make_writer().write_all(&with_newline).unwrap();
+                batched.make_writer().write_all(&line(b'x', 1024)).unwrap();
             }
+            // The full chunk is pending: it leaves after the hold, with no park.
+            assert_eq!(wait_for_writes(sink, 1)[0].len(), CHUNK_BYTES);
             batched.make_writer().write_all(b"old\n").unwrap();
             std::thread::sleep(MAX_HOLD);
             batched.make_writer().write_all(b"new\n").unwrap();
+            assert_eq!(wait_for_writes(sink, 2)[1], "old\nnew\n");
         });
         assert_eq!(written.len(), 2, "{written:?}");
-        assert_eq!(written[0].len(), CHUNK_BYTES);
-        assert_eq!(written[1], "old\nnew\n");
+    }
+
+    #[test]
+    fn the_flush_guard_hands_over_what_is_pending_and_held() {
+        let sink = Recorder::default();
+        let (writer, guard) = NonBlockingBuilder::default().finish(sink.clone());
+        let (batched, flush) = Batched::new(writer).unwrap();
+        std::thread::spawn(move || {
+            flush_this_thread();
+            batched.make_writer().write_all(b"pending\n").unwrap();
+            flush_this_thread();
+            batched.make_writer().write_all(b"held\n").unwrap();
+            // Dropped on this thread, as a Tokio worker would at shutdown.
+            drop(flush);
+            batched.make_writer().write_all(b"after\n").unwrap();
+            flush_this_thread();
+        })
+        .join()
+        .unwrap();
+        drop(guard);
+
+        assert_eq!(writes(&sink).concat(), "pending\nheld\nafter\n");
     }
 }

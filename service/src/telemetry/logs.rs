@@ -3,7 +3,7 @@
 //!
 //! Both sinks go through tracing-appender's non-blocking writer: formatting happens on
 //! the request's thread, writing on a worker thread, so a slow pipe or disk never stalls
-//! a request. JSON lines from Tokio workers reach it in chunks ([`super::batch`]). When a
+//! a request. JSON lines from Tokio workers reach it in batches ([`super::batch`]). When a
 //! sink's buffer is full, lines are dropped and counted ([`dropped_lines`], exported as
 //! `log_lines_dropped_total`).
 
@@ -20,7 +20,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{Config, LogFormat, LogRotation};
 
-use super::batch::Batched;
+use super::batch::{Batched, FlushGuard};
 pub use super::format::JsonLines;
 
 /// Messages a sink queues before it starts dropping lines, when its messages are lines
@@ -30,11 +30,11 @@ pub use super::format::JsonLines;
 const BUFFERED_LINES: usize = 16_384;
 
 /// Messages a sink queues before it starts dropping lines, when its messages are the
-/// chunks of [`Batched`] (up to [`super::batch::CHUNK_BYTES`] each): at most 8.5 MiB, half
-/// a second of access lines at 40 000 requests/s. Counted in lines, as before chunks, a
-/// stalled stdout let 16 384 chunks, 256 MiB, pile up: the pod's memory, not its logs,
+/// batches of [`Batched`] (up to [`super::batch::PENDING_BYTES`] and a chunk each): at
+/// most 10 MiB, about 40 000 access lines. Counted in lines, as before batches, a stalled
+/// stdout let 16 384 of them, 256 MiB and more, pile up: the pod's memory, not its logs,
 /// would have given way.
-const BUFFERED_CHUNKS: usize = 512;
+const BUFFERED_BATCHES: usize = 128;
 
 type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
 
@@ -44,7 +44,15 @@ pub fn dropped_lines() -> u64 {
     let messages = counters().lock().map_or(0, |c| {
         c.iter().map(|c| c.dropped_lines() as u64).sum::<u64>()
     });
-    messages + super::batch::dropped_in_chunks()
+    messages + super::batch::dropped_in_batches()
+}
+
+/// Keeps the log sinks open; dropping it writes out every line still held or queued.
+#[derive(Debug, Default)]
+pub struct Guards {
+    // Fields drop in order: the batches go to the writers before the writers stop.
+    batches: Vec<FlushGuard>,
+    writers: Vec<WorkerGuard>,
 }
 
 /// The log layer, filtered by `RUST_LOG`: stdout in `LOG_FORMAT`, plus `LOG_FILE` in JSON
@@ -52,9 +60,7 @@ pub fn dropped_lines() -> u64 {
 /// sinks. A `LOG_FILE` that cannot be opened is returned as the last value, so the caller
 /// can warn once logging works.
 #[allow(clippy::type_complexity)]
-pub fn layer<S>(
-    config: &Config,
-) -> Result<(BoxedLayer<S>, Vec<WorkerGuard>, Option<String>), String>
+pub fn layer<S>(config: &Config) -> Result<(BoxedLayer<S>, Guards, Option<String>), String>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -69,31 +75,41 @@ where
             }
         }
     };
-    let mut guards = Vec::new();
+    let mut guards = Guards::default();
     let mut sink = |writer, limit| {
         let (writer, guard) = non_blocking(writer, limit);
-        guards.push(guard);
+        guards.writers.push(guard);
         writer
+    };
+    // The JSON sinks batch the lines of Tokio workers: written through a `Batched`.
+    let batched = |writer, guards: &mut Guards| {
+        let (batched, guard) =
+            Batched::new(writer).map_err(|e| format!("cannot start the log-flush thread: {e}"))?;
+        guards.batches.push(guard);
+        Ok::<_, String>(batched)
     };
     // JSON lines take their ids from the request, not from span fields: keeping spans out
     // saves the fmt layer formatting every span's fields (3 % of the CPU with full tracing).
     let layer = match (config.log_format, file) {
         // One queue and one worker thread write each line to both sinks.
-        (LogFormat::Json, Some(file)) => json_layer(Batched::new(sink(
-            Box::new(Tee {
-                stdout: std::io::stdout(),
-                file,
-            }),
-            BUFFERED_CHUNKS,
-        )))
-        .with_filter(filter.and(filter_fn(is_event)))
-        .boxed(),
-        (LogFormat::Json, None) => json_layer(Batched::new(sink(
-            Box::new(std::io::stdout()),
-            BUFFERED_CHUNKS,
-        )))
-        .with_filter(filter.and(filter_fn(is_event)))
-        .boxed(),
+        (LogFormat::Json, Some(file)) => {
+            let writer = sink(
+                Box::new(Tee {
+                    stdout: std::io::stdout(),
+                    file,
+                }),
+                BUFFERED_BATCHES,
+            );
+            json_layer(batched(writer, &mut guards)?)
+                .with_filter(filter.and(filter_fn(is_event)))
+                .boxed()
+        }
+        (LogFormat::Json, None) => {
+            let writer = sink(Box::new(std::io::stdout()), BUFFERED_BATCHES);
+            json_layer(batched(writer, &mut guards)?)
+                .with_filter(filter.and(filter_fn(is_event)))
+                .boxed()
+        }
         (LogFormat::Pretty, file) => tracing_subscriber::fmt::layer()
             .pretty()
             .with_timer(UtcTime::rfc_3339())

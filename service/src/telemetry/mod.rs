@@ -18,7 +18,6 @@ pub mod otel;
 pub mod span;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -34,7 +33,7 @@ pub use span::InSpan;
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
     /// Flush the log sinks when dropped.
-    _logs: Vec<WorkerGuard>,
+    _logs: logs::Guards,
 }
 
 impl TelemetryGuard {

@@ -128,20 +128,29 @@ async fn dropped_spans_are_logged_as_a_warning() {
 }
 
 /// A stdout nobody reads (a stalled log collector) costs log lines, counted in
-/// `log_lines_dropped_total`, never requests or memory: the queue in front of the writer
-/// holds at most 512 messages. Sequential requests let the worker park after each one, so
-/// each access line is a message of its own: with the pipe and the writer's buffer full
-/// after about 600 lines, most of 3 000 are dropped. (Counted in lines, the queue took
-/// 16 384 messages: none was dropped here, and under load 256 MiB of chunks piled up.)
+/// `log_lines_dropped_total`, never requests or memory: the writer's queue holds at most
+/// 128 batches of up to 80 KiB, about 45 000 access lines, and then drops. (Counted in
+/// lines, the queue took 16 384 batches: none of these lines was dropped, and under load
+/// 256 MiB and more piled up.)
 #[tokio::test]
 async fn a_stalled_stdout_drops_lines_instead_of_holding_them() {
-    const REQUESTS: u64 = 3_000;
+    const REQUESTS: u64 = 64_000;
+    const CONCURRENCY: u64 = 16;
     let service = Service::start_with_stalled_stdout(&[("RUST_LOG", "info")]).await;
     let client = reqwest::Client::new();
 
-    for _ in 0..REQUESTS {
-        let response = client.get(service.url("/livez")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url) = (client.clone(), service.url("/livez"));
+        senders.spawn(async move {
+            for _ in 0..REQUESTS / CONCURRENCY {
+                let response = client.get(&url).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        });
+    }
+    while let Some(sent) = senders.join_next().await {
+        sent.unwrap();
     }
 
     let metrics = client
@@ -160,8 +169,15 @@ async fn a_stalled_stdout_drops_lines_instead_of_holding_them() {
         .parse()
         .unwrap();
     assert!(
-        dropped > REQUESTS / 3 && dropped < REQUESTS,
+        (10_000..REQUESTS).contains(&dropped),
         "{dropped} of {REQUESTS} access lines dropped{}",
         service.log()
     );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", service.pid())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
 }
