@@ -93,10 +93,10 @@ pub fn flush_this_thread() {
     });
 }
 
-/// A sink's pending buffer and the writer behind it.
+/// A sink's pending buffer and the writers behind it (each line goes to every one).
 struct Sink {
     id: usize,
-    writer: NonBlocking,
+    writers: Vec<NonBlocking>,
     pending: Mutex<Pending>,
     /// Tells the `log-flush` thread that lines are pending, or that it should stop.
     changed: Condvar,
@@ -123,7 +123,7 @@ impl Sink {
         let mut pending = self.lock();
         if pending.closed {
             drop(pending);
-            send(&self.writer, bytes);
+            self.send(bytes);
             return;
         }
         if pending.bytes.is_empty() {
@@ -136,10 +136,10 @@ impl Sink {
         }
     }
 
-    /// Sends the pending buffer to the writer. The writer is lossy, so this never blocks:
-    /// it copies the bytes into its queue, or drops them and counts them.
+    /// Sends the pending buffer to the writers. They are lossy, so this never blocks: each
+    /// copies the bytes into its queue, or drops them and counts them.
     fn hand_over(&self, pending: &mut Pending) {
-        send(&self.writer, &pending.bytes);
+        self.send(&pending.bytes);
         pending.bytes.clear();
         pending.since = None;
     }
@@ -182,19 +182,23 @@ impl Sink {
     }
 }
 
-/// Writes `bytes` to the non-blocking writer as one message, counting the lines in it
-/// if its full queue refuses them.
-fn send(writer: &NonBlocking, bytes: &[u8]) {
-    if bytes.is_empty() {
-        return;
-    }
-    let counter = writer.error_counter();
-    let before = counter.dropped_lines();
-    let _ = writer.make_writer().write_all(bytes);
-    if counter.dropped_lines() > before {
-        #[allow(clippy::naive_bytecount)] // once per refused batch: not worth a crate
-        let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-        DROPPED_IN_BATCHES.fetch_add(lines.saturating_sub(1), Ordering::Relaxed);
+impl Sink {
+    /// Writes `bytes` to each writer as one message, counting the lines in it when a
+    /// writer's full queue refuses them.
+    fn send(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        for writer in &self.writers {
+            let counter = writer.error_counter();
+            let before = counter.dropped_lines();
+            let _ = writer.make_writer().write_all(bytes);
+            if counter.dropped_lines() > before {
+                #[allow(clippy::naive_bytecount)] // once per refused batch: not worth a crate
+                let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+                DROPPED_IN_BATCHES.fetch_add(lines.saturating_sub(1), Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -227,20 +231,22 @@ impl std::fmt::Debug for Sink {
     }
 }
 
-/// A [`MakeWriter`] over a non-blocking writer that batches the lines of Tokio workers.
+/// A [`MakeWriter`] over non-blocking writers that batches the lines of Tokio workers and
+/// gives each writer every line.
 #[derive(Debug, Clone)]
 pub struct Batched {
     sink: Arc<Sink>,
 }
 
 impl Batched {
-    /// Batches lines for `writer`, with a `log-flush` thread that sends what waits too
-    /// long; the guard stops it.
-    pub fn new(writer: NonBlocking) -> io::Result<(Self, FlushGuard)> {
+    /// Batches lines for `writers`, with a `log-flush` thread that sends what waits too
+    /// long; the guard stops it. Each writer has its own queue and thread, so one that
+    /// stalls (a stdout nobody reads) costs the others nothing.
+    pub fn new(writers: Vec<NonBlocking>) -> io::Result<(Self, FlushGuard)> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let sink = Arc::new(Sink {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
-            writer,
+            writers,
             pending: Mutex::new(Pending {
                 bytes: Vec::with_capacity(PENDING_BYTES + CHUNK_BYTES),
                 ..Pending::default()
@@ -312,7 +318,7 @@ impl io::Write for Line<'_> {
             })
             .unwrap_or(false);
         if !held {
-            send(&self.batched.sink.writer, line);
+            self.batched.sink.send(line);
         }
         Ok(line.len())
     }
@@ -357,7 +363,7 @@ mod tests {
     fn on_a_thread(f: impl FnOnce(&Batched, &Recorder) + Send + 'static) -> Vec<String> {
         let sink = Recorder::default();
         let (writer, guard) = NonBlockingBuilder::default().finish(sink.clone());
-        let (batched, flush) = Batched::new(writer).unwrap();
+        let (batched, flush) = Batched::new(vec![writer]).unwrap();
         let seen = sink.clone();
         std::thread::spawn(move || f(&batched, &seen))
             .join()
@@ -454,7 +460,7 @@ mod tests {
     fn the_flush_guard_hands_over_what_is_pending_and_held() {
         let sink = Recorder::default();
         let (writer, guard) = NonBlockingBuilder::default().finish(sink.clone());
-        let (batched, flush) = Batched::new(writer).unwrap();
+        let (batched, flush) = Batched::new(vec![writer]).unwrap();
         std::thread::spawn(move || {
             flush_this_thread();
             batched.make_writer().write_all(b"pending\n").unwrap();

@@ -2,8 +2,8 @@
 //! behind one filter (`RUST_LOG`).
 //!
 //! Both sinks go through tracing-appender's non-blocking writer: formatting happens on
-//! the request's thread, writing on a worker thread, so a slow pipe or disk never stalls
-//! a request. JSON lines from Tokio workers reach it in batches ([`super::batch`]). When a
+//! the request's thread, writing on a thread of each sink's own, so a slow pipe or disk
+//! never stalls a request, nor the other sink. JSON lines from Tokio workers reach it in batches ([`super::batch`]). When a
 //! sink's buffer is full, lines are dropped and counted ([`dropped_lines`], exported as
 //! `log_lines_dropped_total`).
 
@@ -31,14 +31,15 @@ const BUFFERED_LINES: usize = 16_384;
 
 /// Messages a sink queues before it starts dropping lines, when its messages are the
 /// batches of [`Batched`] (up to [`super::batch::PENDING_BYTES`] and a chunk each): at
-/// most 10 MiB, about 40 000 access lines. Counted in lines, as before batches, a stalled
+/// most 10 MiB a sink, about 40 000 access lines. Counted in lines, as before batches, a stalled
 /// stdout let 16 384 of them, 256 MiB and more, pile up: the pod's memory, not its logs,
 /// would have given way.
 const BUFFERED_BATCHES: usize = 128;
 
 type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
 
-/// Lines dropped so far because a sink could not keep up.
+/// Lines dropped so far because a sink could not keep up (a line both stdout and the file
+/// dropped counts twice).
 #[must_use]
 pub fn dropped_lines() -> u64 {
     let messages = counters().lock().map_or(0, |c| {
@@ -82,31 +83,22 @@ where
         writer
     };
     // The JSON sinks batch the lines of Tokio workers: written through a `Batched`.
-    let batched = |writer, guards: &mut Guards| {
+    let batched = |writers, guards: &mut Guards| {
         let (batched, guard) =
-            Batched::new(writer).map_err(|e| format!("cannot start the log-flush thread: {e}"))?;
+            Batched::new(writers).map_err(|e| format!("cannot start the log-flush thread: {e}"))?;
         guards.batches.push(guard);
         Ok::<_, String>(batched)
     };
     // JSON lines take their ids from the request, not from span fields: keeping spans out
     // saves the fmt layer formatting every span's fields (3 % of the CPU with full tracing).
     let layer = match (config.log_format, file) {
-        // One queue and one worker thread write each line to both sinks.
-        (LogFormat::Json, Some(file)) => {
-            let writer = sink(
-                Box::new(Tee {
-                    stdout: std::io::stdout(),
-                    file,
-                }),
-                BUFFERED_BATCHES,
-            );
-            json_layer(batched(writer, &mut guards)?)
-                .with_filter(filter.and(filter_fn(is_event)))
-                .boxed()
-        }
-        (LogFormat::Json, None) => {
-            let writer = sink(Box::new(std::io::stdout()), BUFFERED_BATCHES);
-            json_layer(batched(writer, &mut guards)?)
+        // Each line is formatted once; stdout and the file each have a queue and a writer
+        // thread of their own, so a stdout nobody reads does not stop the file the log
+        // shipper reads, nor a slow disk stdout.
+        (LogFormat::Json, file) => {
+            let mut writers = vec![sink(Box::new(std::io::stdout()), BUFFERED_BATCHES)];
+            writers.extend(file.map(|file| sink(Box::new(file), BUFFERED_BATCHES)));
+            json_layer(batched(writers, &mut guards)?)
                 .with_filter(filter.and(filter_fn(is_event)))
                 .boxed()
         }
@@ -182,26 +174,6 @@ fn non_blocking(
         counters.push(writer.error_counter());
     }
     (writer, guard)
-}
-
-/// Writes each line to stdout and to the log file. A failing file (a full disk) must not
-/// cost the stdout copy, so its errors are swallowed here; stdout's are reported.
-struct Tee {
-    stdout: std::io::Stdout,
-    file: RollingFileAppender,
-}
-
-impl std::io::Write for Tee {
-    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        let _ = self.file.write_all(line);
-        self.stdout.write_all(line)?;
-        Ok(line.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = self.file.flush();
-        self.stdout.flush()
-    }
 }
 
 fn counters() -> &'static std::sync::Mutex<Vec<ErrorCounter>> {

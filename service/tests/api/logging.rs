@@ -1,6 +1,6 @@
 //! Logs of the real binary: JSON lines on stdout and in the rotating `LOG_FILE`, which is
 //! flushed on shutdown; an unwritable `LOG_FILE` degrades to stdout with one warning; a
-//! stalled stdout costs lines, counted, not memory.
+//! stalled stdout costs lines, counted, not memory, and does not stop the file.
 
 use std::time::Duration;
 
@@ -180,4 +180,45 @@ async fn a_stalled_stdout_drops_lines_instead_of_holding_them() {
         .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no VmHWM in {status}"));
     assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
+}
+
+/// The log shipper reads `LOG_FILE`: a stdout nobody reads must not stop it. (With one
+/// writer thread for both, the file stopped with stdout after a few hundred lines.)
+#[tokio::test]
+async fn a_stalled_stdout_does_not_stop_the_log_file() {
+    const REQUESTS: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log_file = dir.path().join("cart-service.log");
+    let service = Service::start_with_stalled_stdout(&[
+        ("RUST_LOG", "info"),
+        ("LOG_FILE", log_file.to_str().unwrap()),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+
+    for _ in 0..REQUESTS {
+        let response = client.get(service.url("/livez")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    let started = std::time::Instant::now();
+    loop {
+        let text: String = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+            .collect();
+        let access = json_lines(&text)
+            .iter()
+            .filter(|line| line["target"] == "access" && line["route"] == "/livez")
+            .count();
+        if access == REQUESTS {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{access} of {REQUESTS} access lines reached the log file{}",
+            service.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
