@@ -180,9 +180,7 @@ impl Sink {
             };
         }
     }
-}
 
-impl Sink {
     /// Writes `bytes` to each writer as one message, counting the lines in it when a
     /// writer's full queue refuses them.
     fn send(&self, bytes: &[u8]) {
