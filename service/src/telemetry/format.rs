@@ -62,16 +62,15 @@ struct JsonFields<'a, 'w> {
 
 impl JsonFields<'_, '_> {
     fn key(&mut self, field: &Field) -> fmt::Result {
-        self.writer.write_char(',')?;
-        write_json_str(self.writer, field.name())?;
-        self.writer.write_char(':')
+        self.writer.write_str(",\"")?;
+        write_json_str_body(self.writer, field.name())?;
+        self.writer.write_str("\":")
     }
 
-    fn raw(&mut self, field: &Field, value: impl fmt::Display) {
+    /// `value`, already valid JSON, after the field's key.
+    fn raw(&mut self, field: &Field, value: &str) {
         if self.result.is_ok() {
-            self.result = self
-                .key(field)
-                .and_then(|()| write!(self.writer, "{value}"));
+            self.result = self.key(field).and_then(|()| self.writer.write_str(value));
         }
     }
 }
@@ -79,22 +78,22 @@ impl JsonFields<'_, '_> {
 impl Visit for JsonFields<'_, '_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         if value.is_finite() {
-            self.raw(field, JsonFloat(value));
+            self.raw(field, json_float(&mut [0; 40], value));
         } else {
             self.record_str(field, &value.to_string());
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.raw(field, value);
+        self.raw(field, itoa::Buffer::new().format(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.raw(field, value);
+        self.raw(field, itoa::Buffer::new().format(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.raw(field, value);
+        self.raw(field, if value { "true" } else { "false" });
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -143,18 +142,48 @@ fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result
         }
         writer.write_str(prefix)
     })?;
-    write!(writer, ".{:09}Z", since_epoch.subsec_nanos())
+    let mut fraction = *b".000000000Z";
+    let mut nanos = since_epoch.subsec_nanos();
+    for digit in fraction[1..10].iter_mut().rev() {
+        *digit = b'0' + u8::try_from(nanos % 10).unwrap_or(0);
+        nanos /= 10;
+    }
+    writer.write_str(std::str::from_utf8(&fraction).unwrap_or(".000000000Z"))
 }
 
-/// A finite float as a JSON number that always reads back as a float: `2.0`, not the `2`
-/// Display writes (a log pipeline would then type `latency_ms` as an integer).
-struct JsonFloat(f64);
-
-impl fmt::Display for JsonFloat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Debug is the shortest round-trip form with a `.0` or an exponent, all valid JSON.
-        write!(f, "{:?}", self.0)
+/// A finite float as a JSON number that always reads back as a float: `2.000` or `2.0`,
+/// not the `2` Display writes (a log pipeline would then type `latency_ms` as an
+/// integer). A value of whole thousandths (latencies in milliseconds to the microsecond)
+/// is written with three decimals from integers (`1.924`, `2.000`); any other in Debug's
+/// shortest round-trip form, which has a `.0` or an exponent.
+fn json_float(out: &mut [u8; 40], value: f64) -> &str {
+    let thousandths = (value * 1000.0).round();
+    #[allow(clippy::float_cmp)] // exactly: only values that are whole thousandths
+    if thousandths.abs() < 1e15 && thousandths / 1000.0 == value {
+        #[allow(clippy::cast_possible_truncation)] // below 1e15 in magnitude: exact
+        let thousandths = thousandths as i64;
+        let mut buffer = itoa::Buffer::new();
+        let whole = buffer.format((thousandths / 1000).unsigned_abs());
+        let fraction = (thousandths % 1000).unsigned_abs();
+        let sign = usize::from(thousandths < 0);
+        out[0] = b'-';
+        out[sign..sign + whole.len()].copy_from_slice(whole.as_bytes());
+        let dot = sign + whole.len();
+        out[dot] = b'.';
+        for (index, digit) in [fraction / 100, fraction / 10 % 10, fraction % 10]
+            .into_iter()
+            .enumerate()
+        {
+            out[dot + 1 + index] = b'0' + u8::try_from(digit).unwrap_or(0);
+        }
+        return std::str::from_utf8(&out[..dot + 4]).unwrap_or("0.0");
     }
+    let mut cursor = std::io::Cursor::new(&mut out[..]);
+    if std::io::Write::write_fmt(&mut cursor, format_args!("{value:?}")).is_err() {
+        return "0.0";
+    }
+    let len = usize::try_from(cursor.position()).unwrap_or(0);
+    std::str::from_utf8(&out[..len]).unwrap_or("0.0")
 }
 
 /// `bytes` in lowercase hex, in `out` (twice as long).
@@ -253,12 +282,18 @@ mod tests {
     #[test]
     fn floats_stay_floats_in_json() {
         for (value, written) in [
-            (2.0, "2.0"),
+            (2.0, "2.000"),
             (1.924, "1.924"),
             (0.001, "0.001"),
+            (-12.05, "-12.050"),
+            (-0.25, "-0.250"),
+            (1_234_567.891, "1234567.891"),
+            (0.000_1, "0.0001"),
+            (1.234_56, "1.23456"),
             (1e21, "1e21"),
+            (f64::MAX, "1.7976931348623157e308"),
         ] {
-            let text = JsonFloat(value).to_string();
+            let text = json_float(&mut [0; 40], value).to_owned();
             assert_eq!(text, written);
             let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert!(parsed.is_f64(), "{text}");
