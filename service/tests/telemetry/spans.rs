@@ -225,6 +225,35 @@ async fn an_incoming_traceparent_becomes_the_parent_of_the_server_span() {
     assert_eq!(server.parent_span_id.to_string(), parent);
 }
 
+/// The response carries `traceparent`, and `tracestate` only when there is one: the
+/// trace-context propagator writes it for every request, empty unless the caller sent one.
+#[tokio::test]
+async fn responses_carry_tracestate_only_when_it_has_entries() {
+    captured();
+    let app = spawn_app().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01";
+    let cart = app.url(&format!("/v1/cart/{}", unique_user()));
+
+    let plain = app.client.get(&cart).send().await.unwrap();
+    let with_state = app
+        .client
+        .get(&cart)
+        .header("traceparent", traceparent)
+        .header("tracestate", "vendor=opaque")
+        .send()
+        .await
+        .unwrap();
+
+    assert!(plain.headers().contains_key("traceparent"));
+    assert!(
+        plain.headers().get("tracestate").is_none(),
+        "{:?}",
+        plain.headers()
+    );
+    assert_eq!(with_state.headers()["tracestate"], "vendor=opaque");
+    assert_eq!(trace_id_of(&with_state), "4bf92f3577b34da6a3ce929d0e0e4737");
+}
+
 #[tokio::test]
 async fn only_server_errors_mark_the_span_as_error() {
     captured();
