@@ -187,7 +187,7 @@ fn json_float(out: &mut [u8; 40], value: f64) -> &str {
 }
 
 /// `bytes` in lowercase hex, in `out` (twice as long).
-fn hex<'a>(out: &'a mut [u8], bytes: &[u8]) -> &'a str {
+pub(crate) fn hex<'a>(out: &'a mut [u8], bytes: &[u8]) -> &'a str {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
         pair[0] = DIGITS[usize::from(byte >> 4)];

@@ -225,10 +225,11 @@ async fn an_incoming_traceparent_becomes_the_parent_of_the_server_span() {
     assert_eq!(server.parent_span_id.to_string(), parent);
 }
 
-/// The response carries `traceparent`, and `tracestate` only when there is one: the
-/// trace-context propagator writes it for every request, empty unless the caller sent one.
+/// The response carries `traceparent`, and `tracestate` and `baggage` only when there are
+/// some: the trace-context propagator writes a `tracestate` for every request, empty
+/// unless the caller sent one.
 #[tokio::test]
-async fn responses_carry_tracestate_only_when_it_has_entries() {
+async fn responses_carry_tracestate_and_baggage_only_when_they_have_entries() {
     captured();
     let app = spawn_app().await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01";
@@ -243,6 +244,14 @@ async fn responses_carry_tracestate_only_when_it_has_entries() {
         .send()
         .await
         .unwrap();
+    let with_baggage = app
+        .client
+        .get(&cart)
+        .header("traceparent", traceparent)
+        .header("baggage", "tenant=acme")
+        .send()
+        .await
+        .unwrap();
 
     assert!(plain.headers().contains_key("traceparent"));
     assert!(
@@ -250,7 +259,10 @@ async fn responses_carry_tracestate_only_when_it_has_entries() {
         "{:?}",
         plain.headers()
     );
+    assert!(plain.headers().get("baggage").is_none());
     assert_eq!(with_state.headers()["tracestate"], "vendor=opaque");
+    assert_eq!(with_baggage.headers()["baggage"], "tenant=acme");
+    assert!(with_baggage.headers().get("tracestate").is_none());
     assert_eq!(trace_id_of(&with_state), "4bf92f3577b34da6a3ce929d0e0e4737");
 }
 
