@@ -53,9 +53,10 @@ async fn log_file_gets_the_same_json_lines_and_is_flushed_on_shutdown() {
         access["trace_id"].as_str().is_some_and(|t| t.len() == 32),
         "{access}"
     );
-    assert!(
-        lines.iter().any(|l| l["message"] == "shutdown complete"),
-        "the last lines were flushed"
+    assert_eq!(
+        lines.last().unwrap()["message"],
+        "shutdown complete",
+        "the last lines were flushed, the request's before the shutdown's: {lines:?}"
     );
     let stdout = json_lines(&service.log());
     assert!(
@@ -71,16 +72,25 @@ async fn an_unwritable_log_file_degrades_to_stdout_with_one_warning() {
     let response = reqwest::get(service.url("/livez")).await.unwrap();
 
     assert_eq!(response.status(), 200);
-    let warnings: Vec<serde_json::Value> = json_lines(&service.log())
-        .into_iter()
-        .filter(|l| {
-            l["level"] == "WARN"
-                && l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("LOG_FILE"))
-        })
-        .collect();
-    assert_eq!(warnings.len(), 1, "{}", service.log());
+    let warnings = || -> Vec<serde_json::Value> {
+        json_lines(&service.log())
+            .into_iter()
+            .filter(|l| {
+                l["level"] == "WARN"
+                    && l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("LOG_FILE"))
+            })
+            .collect()
+    };
+    // Lines reach stdout in batches, within a tenth of a second.
+    let started = std::time::Instant::now();
+    while warnings().is_empty() && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Any second warning would have come with the first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(warnings().len(), 1, "{}", service.log());
 }
 
 /// Spans the batch processor had to drop (its queue full) are reported in the log, as the
