@@ -279,7 +279,36 @@ impl Report {
                 run.traces_word(),
             );
         }
+        md.push_str(&self.cpu_bound_costs());
         md
+    }
+
+    /// What each setting would cost a pod whose CPU limit is its bottleneck: one minus the
+    /// baseline's CPU per request over the setting's. It leaves out what the shared cores
+    /// add here (Jaeger's CPU, the worker's wait for a CPU), which the measured fraction
+    /// includes.
+    fn cpu_bound_costs(&self) -> String {
+        let runs = &self.observability.runs;
+        let Some(baseline) = runs.iter().find(|r| r.name == "baseline") else {
+            return String::new();
+        };
+        let costs: Vec<String> = runs
+            .iter()
+            .filter(|r| r.name != "baseline" && r.cpu_s_per_10k > 0.0)
+            .map(|r| {
+                let cost = 1.0 - baseline.cpu_s_per_10k / r.cpu_s_per_10k;
+                format!("{} {:.0} %", r.name, cost * 100.0)
+            })
+            .collect();
+        if costs.is_empty() {
+            return String::new();
+        }
+        format!(
+            "\nOn CPU alone (a pod whose CPU limit is the bottleneck: 1 − the baseline's CPU per \
+             request over the setting's): {}. The measured fractions above also carry what the \
+             shared cores add: Jaeger's CPU and the worker's wait for a CPU.\n",
+            costs.join(", ")
+        )
     }
 }
 
@@ -344,6 +373,10 @@ mod tests {
         assert!(
             md.contains("| 40.0 | 0.70 | 0.040 | 0.30 | 4 | 4 | yes |"),
             "the service's CPU, its wait for a CPU, then Jaeger's CPU: {md}"
+        );
+        assert!(
+            md.contains("On CPU alone") && md.contains("): full 29 %, default 9 %."),
+            "{md}"
         );
         assert!(!md.contains("| budget |"));
     }
