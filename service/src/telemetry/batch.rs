@@ -22,7 +22,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, Write as _};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -97,7 +97,6 @@ pub fn flush_this_thread() {
 
 /// A sink's pending buffer and the writers behind it (each line goes to every one).
 struct Sink {
-    id: usize,
     writers: Vec<NonBlocking>,
     pending: Mutex<Pending>,
     /// Tells the `log-flush` thread that lines are pending, or that it should stop.
@@ -226,7 +225,7 @@ impl Drop for FlushGuard {
 impl std::fmt::Debug for Sink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sink")
-            .field("id", &self.id)
+            .field("writers", &self.writers.len())
             .finish_non_exhaustive()
     }
 }
@@ -243,9 +242,7 @@ impl Batched {
     /// long; the guard stops it. Each writer has its own queue and thread, so one that
     /// stalls (a stdout nobody reads) costs the others nothing.
     pub fn new(writers: Vec<NonBlocking>) -> io::Result<(Self, FlushGuard)> {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let sink = Arc::new(Sink {
-            id: NEXT.fetch_add(1, Ordering::Relaxed),
             writers,
             pending: Mutex::new(Pending {
                 bytes: Vec::with_capacity(PENDING_BYTES + CHUNK_BYTES),

@@ -3,9 +3,9 @@
 //!
 //! Both sinks go through tracing-appender's non-blocking writer: formatting happens on
 //! the request's thread, writing on a thread of each sink's own, so a slow pipe or disk
-//! never stalls a request, nor the other sink. JSON lines from Tokio workers reach it in batches ([`super::batch`]). When a
-//! sink's buffer is full, lines are dropped and counted ([`dropped_lines`], exported as
-//! `log_lines_dropped_total`).
+//! never stalls a request, nor the other sink. JSON lines from Tokio workers reach the
+//! writers in batches ([`super::batch`]). When a sink's queue is full, lines are dropped
+//! and counted ([`dropped_lines`], exported as `log_lines_dropped_total`).
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -31,9 +31,9 @@ const BUFFERED_LINES: usize = 16_384;
 
 /// Messages a sink queues before it starts dropping lines, when its messages are the
 /// batches of [`Batched`] (up to [`super::batch::PENDING_BYTES`] and a chunk each): at
-/// most 10 MiB a sink, about 40 000 access lines. Counted in lines, as before batches, a stalled
-/// stdout let 16 384 of them, 256 MiB and more, pile up: the pod's memory, not its logs,
-/// would have given way.
+/// most 10 MiB a sink, about 40 000 access lines. Counted in lines, as before batches, a
+/// stalled stdout let 16 384 of them, 256 MiB and more, pile up: the pod's memory, not its
+/// logs, would have given way.
 const BUFFERED_BATCHES: usize = 128;
 
 type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
