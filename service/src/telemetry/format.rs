@@ -206,7 +206,7 @@ impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
 }
 
 /// Writes `value` as a JSON string, escaping what JSON requires.
-fn write_json_str(writer: &mut impl fmt::Write, value: &str) -> fmt::Result {
+pub(crate) fn write_json_str(writer: &mut impl fmt::Write, value: &str) -> fmt::Result {
     writer.write_char('"')?;
     write_json_str_body(writer, value)?;
     writer.write_char('"')
@@ -222,6 +222,8 @@ fn write_json_str_body(writer: &mut impl fmt::Write, value: &str) -> fmt::Result
             b'\n' => "\\n",
             b'\r' => "\\r",
             b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
             0..=0x1f => "",
             _ => continue,
         };
