@@ -19,7 +19,7 @@ use crate::error::{Error, Problem, Result};
 use crate::state::AppState;
 use crate::store::{Added, Claim};
 use crate::telemetry::InSpan as _;
-use crate::telemetry::format::write_json_str;
+use crate::telemetry::format::push_json_str;
 
 /// The request header that makes a POST safe to retry.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -104,11 +104,6 @@ impl CartResponse {
         out.push('}');
         out
     }
-}
-
-fn push_json_str(out: &mut String, value: &str) {
-    // Writing into a `String` cannot fail.
-    write_json_str(out, value).unwrap_or(());
 }
 
 /// Add units of a product to a cart.
