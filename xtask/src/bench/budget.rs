@@ -74,26 +74,23 @@ fn throughput(report: &Report) -> Vec<Verdict> {
                 )
             })
     };
-    let observed = |name: &str| {
-        report
-            .observability
-            .runs
-            .iter()
-            .find(|run| run.name == name)
-            .and_then(|run| run.fraction_of_baseline)
-            .map(|fraction| (1.0 - fraction, fraction))
-    };
     let cost = |name: &str, limit: f64| {
-        observed(name).map(|(cost, fraction)| {
-            (
-                format!(
-                    "costs {:.0} % ({:.0} % of baseline)",
-                    cost * 100.0,
-                    fraction * 100.0
-                ),
-                cost <= limit,
-            )
-        })
+        let run = report.observability.judged(name)?;
+        let fraction = run.fraction_of_baseline?;
+        let cost = 1.0 - fraction;
+        let cores = run
+            .cpu_limit
+            .map_or("on the shared cores".to_owned(), |cores| {
+                format!("at a {cores}-CPU limit")
+            });
+        Some((
+            format!(
+                "costs {:.0} % ({:.0} % of baseline, {cores})",
+                cost * 100.0,
+                fraction * 100.0
+            ),
+            cost <= limit,
+        ))
     };
     vec![
         Verdict::new("add@64 throughput", "≥ 0.6 × HINCRBY req/s", ratio("add")),
@@ -225,8 +222,8 @@ mod tests {
     #[test]
     fn observability_costs_are_one_minus_the_fraction_of_baseline() {
         let mut report = fixture::report();
-        report.observability.runs[1].fraction_of_baseline = Some(0.69);
-        report.observability.runs[2].fraction_of_baseline = Some(0.90);
+        report.observability.runs[4].fraction_of_baseline = Some(0.69);
+        report.observability.runs[5].fraction_of_baseline = Some(0.90);
 
         let verdicts = evaluate(&report);
 

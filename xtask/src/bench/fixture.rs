@@ -35,10 +35,11 @@ pub fn point(scenario: &str, connections: u32, rps: f64, redis: Option<(&str, f6
     }
 }
 
-fn observed(name: &str, sampler: &str, fraction: f64) -> ObservedRun {
+fn observed(name: &str, sampler: &str, fraction: f64, cpu_limit: Option<f64>) -> ObservedRun {
     ObservedRun {
         name: name.to_owned(),
         sampler: sampler.to_owned(),
+        cpu_limit,
         connections: 64,
         service: http(30_000.0 * fraction, 3.0),
         peak_rss_kib: 40 * 1024,
@@ -83,10 +84,14 @@ pub fn report() -> Report {
         ],
         observability: Observability {
             not_run: None,
+            limit_not_run: None,
             runs: vec![
-                observed("baseline", "always_off", 1.0),
-                observed("full", "always_on", 0.8),
-                observed("default", "parentbased_traceidratio 0.1", 0.95),
+                observed("baseline", "always_off", 1.0, None),
+                observed("full", "always_on", 0.8, None),
+                observed("default", "parentbased_traceidratio 0.1", 0.95, None),
+                observed("baseline", "always_off", 1.0, Some(0.5)),
+                observed("full", "always_on", 0.75, Some(0.5)),
+                observed("default", "parentbased_traceidratio 0.1", 0.92, Some(0.5)),
             ],
         },
         elapsed_s: 120.0,

@@ -7,12 +7,13 @@
 //! warms up, then drives each scenario with wrk at each concurrency level and runs
 //! `redis-benchmark` with the equivalent command at the same concurrency. Last, `add`
 //! runs again with full observability and with the default sampling, exporting to a
-//! local Jaeger. Reports go to `--out` as Markdown, JSON and an SVG chart; `--check`
+//! local Jaeger, on the shared cores and under a pod's CPU limit ([`cgroup`]). Reports go to `--out` as Markdown, JSON and an SVG chart; `--check`
 //! judges them against the budget of issue 6. Files: [`session`] and [`observe`] run
 //! things, [`loadgen`] and [`procfs`] parse what the tools and `/proc` say, [`report`],
 //! [`svg`] and [`budget`] turn results into documents and verdicts.
 
 mod budget;
+mod cgroup;
 #[cfg(test)]
 mod fixture;
 mod loadgen;
@@ -191,6 +192,12 @@ impl Settings {
         }
         let _ = writeln!(
             text,
+            "     then the same rounds with each service in a cgroup limited to {} CPU (a pod at \
+             its limit;\n     the budget judges these), when this machine lets the bench make one",
+            observe::POD_CPU_LIMIT
+        );
+        let _ = writeln!(
+            text,
             "  7. write {}/<UTC time>.md, .json and .svg",
             self.out.display()
         );
@@ -354,6 +361,10 @@ mod tests {
         assert!(text.contains("OTEL_TRACES_SAMPLER=always_on"), "{text}");
         assert!(
             text.contains("3 rounds of a baseline and each setting"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the same rounds with each service in a cgroup limited to 0.5 CPU"),
             "{text}"
         );
         assert!(!text.contains("get.lua"), "{text}");

@@ -3,7 +3,9 @@
 //! `LOG_FILE`, once sampling every request and once with the default parent-based 10 %
 //! ratio, each reported as a fraction of the baseline `add` throughput measured right
 //! before them. The three runs are a round; [`ROUNDS`] rounds run and each setting keeps
-//! its run with the median fraction, as the budget points keep their median pair.
+//! its run with the median fraction, as the budget points keep their median pair. The
+//! rounds run twice: on the shared cores, and with the service in a cgroup limited to
+//! [`POD_CPU_LIMIT`] ([`super::cgroup`]), a pod at its limit, which the budget judges.
 
 use std::fs::File;
 use std::path::Path;
@@ -17,13 +19,17 @@ use super::processes::{Owned, free_port, http_get};
 use super::report::{Observability, ObservedRun};
 use super::scenarios::Scenario;
 use super::session::{median_or_failed, per_10k, run_wrk, script, start, url};
-use super::{Settings, procfs};
+use super::{Settings, cgroup, procfs};
 use crate::command::Invocation;
 
 /// Concurrency of the observability runs: the budget's.
 pub const CONNECTIONS: u32 = super::budget::BUDGET_CONNECTIONS;
 /// Rounds of baseline, full and default runs: one run moves by 5 to 10 % here.
 pub const ROUNDS: usize = super::session::BUDGET_REPEATS;
+/// CPUs the service gets in the limited rounds: below the ~0.9 it takes unlimited at
+/// `add`@64, so its own CPU sets the pace, and leaving 1.5 cores to wrk, Redis and Jaeger,
+/// which need about one at the throughput the limit allows.
+pub const POD_CPU_LIMIT: f64 = 0.5;
 /// The project's one local Jaeger config, relative to the workspace root.
 const JAEGER_CONFIG: &str = "scripts/jaeger.yaml";
 
@@ -82,6 +88,8 @@ struct Sinks<'a> {
     scripts: &'a Path,
     /// This round's directory, for stdout and `LOG_FILE`.
     dir: &'a Path,
+    /// The cgroup hierarchy to limit the service's CPU in; `None`: the shared cores.
+    limit: Option<&'a cgroup::Hierarchy>,
 }
 
 /// Runs the baseline and both settings back to back, or says why not. The baseline is
@@ -97,6 +105,7 @@ pub fn run(
         println!("==> observability runs skipped: {reason}");
         Ok(Observability {
             not_run: Some(reason),
+            limit_not_run: None,
             runs: Vec::new(),
         })
     };
@@ -109,38 +118,38 @@ pub fn run(
         Err(missing) => return not_run(format!("{missing:#}")),
     };
     let (jaeger, otlp_port, query_port) = start_jaeger(sh, &jaeger)?;
-    let mut rounds = Vec::new();
-    for round in 1..=ROUNDS {
-        // A directory a round, so each run's stdout and LOG_FILE sizes are its own.
-        let round_dir = dir.join(format!("round-{round}"));
-        std::fs::create_dir_all(&round_dir)?;
+    let limit = cgroup::probe();
+    let sinks = Sinks {
+        redis_port,
+        otlp_port,
+        query_port,
+        jaeger_pid: jaeger.pid(),
+        scripts: dir,
+        dir,
+        limit: None,
+    };
+    let mut runs = rounds(sh, settings, sinks, dir)?;
+    if let Ok(hierarchy) = &limit {
         let sinks = Sinks {
-            redis_port,
-            otlp_port,
-            query_port,
-            jaeger_pid: jaeger.pid(),
-            scripts: dir,
-            dir: &round_dir,
+            limit: Some(hierarchy),
+            ..sinks
         };
-        let mut runs = vec![observed_run(sh, settings, None, sinks)?];
-        for setting in SETTINGS {
-            runs.push(observed_run(sh, settings, Some(&setting), sinks)?);
-        }
-        let baseline = runs[0].service.rps;
-        for run in &mut runs {
-            run.fraction_of_baseline = (baseline > 0.0).then(|| run.service.rps / baseline);
-        }
-        rounds.push(runs);
+        runs.extend(rounds(sh, settings, sinks, &dir.join("limited"))?);
     }
     jaeger.stop()?;
-    let runs: Vec<ObservedRun> = (0..=SETTINGS.len())
-        .map(|setting| median_run(rounds.iter().map(|round| round[setting].clone()).collect()))
-        .collect();
+    let limit_not_run = limit.err();
+    if let Some(reason) = &limit_not_run {
+        println!("==> observability runs under a CPU limit skipped: {reason}");
+    }
     for run in &runs {
         println!(
-            "==> add, {:<8} {:>7.0} req/s, {:>4.0} % of baseline (rounds: {}), p99 {:.2} ms, \
+            "==> add, {:<8} {:<13} {:>7.0} req/s, {:>4.0} % of baseline (rounds: {}), p99 {:.2} ms, \
              per 10k req: CPU {:.2} s, workers waited for a CPU {:.3} s, Jaeger CPU {:.2} s; traces in Jaeger: {}",
             run.name,
+            run.cpu_limit
+                .map_or("shared cores".to_owned(), |cores| format!(
+                    "{cores}-CPU limit"
+                )),
             run.service.rps,
             run.fraction_of_baseline.unwrap_or_default() * 100.0,
             run.fractions_word(),
@@ -153,8 +162,40 @@ pub fn run(
     }
     Ok(Observability {
         not_run: None,
+        limit_not_run,
         runs,
     })
+}
+
+/// [`ROUNDS`] rounds of the baseline and each setting; each setting's median run.
+fn rounds(
+    sh: &Shell,
+    settings: &Settings,
+    sinks: Sinks<'_>,
+    dir: &Path,
+) -> anyhow::Result<Vec<ObservedRun>> {
+    let mut rounds = Vec::new();
+    for round in 1..=ROUNDS {
+        // A directory a round, so each run's stdout and LOG_FILE sizes are its own.
+        let round_dir = dir.join(format!("round-{round}"));
+        std::fs::create_dir_all(&round_dir)?;
+        let sinks = Sinks {
+            dir: &round_dir,
+            ..sinks
+        };
+        let mut runs = vec![observed_run(sh, settings, None, sinks)?];
+        for setting in SETTINGS {
+            runs.push(observed_run(sh, settings, Some(&setting), sinks)?);
+        }
+        let baseline = runs[0].service.rps;
+        for run in &mut runs {
+            run.fraction_of_baseline = (baseline > 0.0).then(|| run.service.rps / baseline);
+        }
+        rounds.push(runs);
+    }
+    Ok((0..=SETTINGS.len())
+        .map(|setting| median_run(rounds.iter().map(|round| round[setting].clone()).collect()))
+        .collect())
 }
 
 /// One setting's runs over the rounds: the run with the median fraction of its round's
@@ -203,6 +244,7 @@ fn observed_run(
         jaeger_pid,
         scripts,
         dir,
+        limit,
     } = sinks;
     let name = setting.map_or("baseline", |s| s.name);
     let port = free_port()?;
@@ -213,6 +255,17 @@ fn observed_run(
     let stdout = File::create(&stdout_path)?;
     let invocation = super::service(port, redis_port, setting.map(|s| (s, otlp_port, dir)));
     let (mut service, _) = start(sh, &invocation, port, Stdio::from(stdout))?;
+    // Kept until the service has stopped: an empty cgroup is removed when dropped.
+    let cgroup = match limit {
+        Some(hierarchy) => {
+            let pid = service.process.pid();
+            let cgroup =
+                cgroup::CpuLimit::create(hierarchy, &format!("cart-bench-{pid}"), POD_CPU_LIMIT)?;
+            cgroup.add(pid)?;
+            Some(cgroup)
+        }
+        None => None,
+    };
     let add_script = script(scripts, Scenario::Add);
     let add_url = url(port, Scenario::Add);
     run_wrk(sh, &add_script, &add_url, CONNECTIONS, 1)?;
@@ -228,8 +281,10 @@ fn observed_run(
     let result = result?;
     // Stopping flushes the batched spans and the log writer before the sizes are read.
     service.process.stop()?;
+    drop(cgroup);
     Ok(ObservedRun {
         name: name.to_owned(),
+        cpu_limit: limit.map(|_| POD_CPU_LIMIT),
         sampler: setting.map_or("always_off".to_owned(), |s| {
             format!("{} {}", s.sampler, s.sampler_arg)
         }),

@@ -89,7 +89,20 @@ impl Point {
 pub struct Observability {
     /// Why the runs did not happen, when they did not.
     pub not_run: Option<String>,
+    /// Why the runs under a CPU limit did not happen, when the others did but they did not.
+    pub limit_not_run: Option<String>,
     pub runs: Vec<ObservedRun>,
+}
+
+impl Observability {
+    /// The run the budget judges for `name`: the one under the CPU limit when there is
+    /// one, else the one on the shared cores.
+    pub fn judged(&self, name: &str) -> Option<&ObservedRun> {
+        let named = || self.runs.iter().filter(move |run| run.name == name);
+        named()
+            .find(|run| run.cpu_limit.is_some())
+            .or_else(|| named().next())
+    }
 }
 
 /// One observability setting's `add` run.
@@ -97,6 +110,8 @@ pub struct Observability {
 pub struct ObservedRun {
     pub name: String,
     pub sampler: String,
+    /// CPUs the service's cgroup allowed (a pod's limit); `None` on the shared cores.
+    pub cpu_limit: Option<f64>,
     pub connections: u32,
     pub service: HttpResult,
     pub peak_rss_kib: u64,
@@ -248,16 +263,18 @@ impl Report {
             return md;
         }
         md.push_str(
-            "| setting | sampler | conns | req/s | of baseline | p99 ms | errors | peak RSS MiB \
-             | CPU s / 10k req | workers waited for a CPU s / 10k req | Jaeger CPU s / 10k req \
-             | stdout KiB | LOG_FILE KiB | traces in Jaeger |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+            "| setting | CPU limit | sampler | conns | req/s | of baseline | p99 ms | errors \
+             | peak RSS MiB | CPU s / 10k req | workers waited for a CPU s / 10k req \
+             | Jaeger CPU s / 10k req | stdout KiB | LOG_FILE KiB | traces in Jaeger |\n\
+             |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         );
         for run in &self.observability.runs {
             let _ = writeln!(
                 md,
-                "| {} | `{}` | {} | {:.0} | {} | {:.2} | {} | {} | {:.2} | {:.3} | {:.2} | {} | {} | {} |",
+                "| {} | {} | `{}` | {} | {:.0} | {} | {:.2} | {} | {} | {:.2} | {:.3} | {:.2} | {} | {} | {} |",
                 run.name,
+                run.cpu_limit
+                    .map_or("—".to_owned(), |cores| format!("{cores}")),
                 run.sampler,
                 run.connections,
                 run.service.rps,
@@ -279,36 +296,26 @@ impl Report {
                 run.traces_word(),
             );
         }
-        md.push_str(&self.cpu_bound_costs());
+        md.push_str(&self.limit_note());
         md
     }
 
-    /// What each setting would cost a pod whose CPU limit is its bottleneck: one minus the
-    /// baseline's CPU per request over the setting's. It leaves out what the shared cores
-    /// add here (Jaeger's CPU, the worker's wait for a CPU), which the measured fraction
-    /// includes.
-    fn cpu_bound_costs(&self) -> String {
-        let runs = &self.observability.runs;
-        let Some(baseline) = runs.iter().find(|r| r.name == "baseline") else {
-            return String::new();
-        };
-        let costs: Vec<String> = runs
-            .iter()
-            .filter(|r| r.name != "baseline" && r.cpu_s_per_10k > 0.0)
-            .map(|r| {
-                let cost = 1.0 - baseline.cpu_s_per_10k / r.cpu_s_per_10k;
-                format!("{} {:.0} %", r.name, cost * 100.0)
-            })
-            .collect();
-        if costs.is_empty() {
-            return String::new();
+    /// What the CPU-limit column means, and which rows the budget judges.
+    fn limit_note(&self) -> String {
+        let limit = self.observability.runs.iter().find_map(|run| run.cpu_limit);
+        match (limit, &self.observability.limit_not_run) {
+            (Some(cores), _) => format!(
+                "\nRows with a CPU limit ran the service in a cgroup of its own limited to {cores} \
+                 CPU, as a pod at its limit: its own CPU sets the pace, and the budget judges these \
+                 rows. Rows without one ran it on the shared cores, where Jaeger, Redis and wrk \
+                 take CPU from it as well.\n"
+            ),
+            (None, Some(reason)) => format!(
+                "\nNo runs under a CPU limit ({reason}): the budget judges the shared-core rows, \
+                 where Jaeger, Redis and wrk take CPU from the service as well.\n"
+            ),
+            (None, None) => String::new(),
         }
-        format!(
-            "\nOn CPU alone (a pod whose CPU limit is the bottleneck: 1 − the baseline's CPU per \
-             request over the setting's): {}. The measured fractions above also carry what the \
-             shared cores add: Jaeger's CPU and the worker's wait for a CPU.\n",
-            costs.join(", ")
-        )
     }
 }
 
@@ -367,7 +374,11 @@ mod tests {
             "ready (spawn → `/readyz` 200, Redis up) in 12.0, 15.5 ms; idle RSS 9.0 MiB"
         ));
         assert!(
-            md.contains("| full | `always_on` | 64 | 24000 | 80 % |"),
+            md.contains("| full | — | `always_on` | 64 | 24000 | 80 % |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| full | 0.5 | `always_on` | 64 | 22500 | 75 % |"),
             "{md}"
         );
         assert!(
@@ -375,7 +386,7 @@ mod tests {
             "the service's CPU, its wait for a CPU, then Jaeger's CPU: {md}"
         );
         assert!(
-            md.contains("On CPU alone") && md.contains("): full 29 %, default 9 %."),
+            md.contains("limited to 0.5 CPU, as a pod at its limit"),
             "{md}"
         );
         assert!(!md.contains("| budget |"));
@@ -402,10 +413,40 @@ mod tests {
         let mut report = fixture::report();
         report.observability = Observability {
             not_run: Some("jaeger missing".to_owned()),
+            limit_not_run: None,
             runs: Vec::new(),
         };
 
         assert!(report.markdown(None).contains("Not run: jaeger missing"));
+    }
+
+    #[test]
+    fn runs_without_a_cpu_limit_say_why_and_are_judged() {
+        let mut report = fixture::report();
+        report
+            .observability
+            .runs
+            .retain(|run| run.cpu_limit.is_none());
+        report.observability.limit_not_run = Some("no cgroup CPU controller".to_owned());
+
+        let md = report.markdown(None);
+
+        assert!(
+            md.contains("No runs under a CPU limit (no cgroup CPU controller)"),
+            "{md}"
+        );
+        let judged = report.observability.judged("full").unwrap();
+        assert_eq!(judged.cpu_limit, None);
+    }
+
+    #[test]
+    fn the_budget_judges_the_runs_under_the_cpu_limit() {
+        let report = fixture::report();
+
+        let judged = report.observability.judged("full").unwrap();
+
+        assert_eq!(judged.cpu_limit, Some(0.5));
+        assert_eq!(judged.fraction_of_baseline, Some(0.75));
     }
 
     #[test]
