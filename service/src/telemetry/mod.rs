@@ -3,10 +3,11 @@
 //! - Logs ([`logs`]): one JSON object a line on stdout (or pretty lines), filtered by
 //!   `RUST_LOG`, each line written inside a request carrying its `trace_id` and `span_id`;
 //!   the same lines in `LOG_FILE` through a non-blocking, rotating writer.
-//! - Traces ([`otel`], [`span`]): a sampled request's spans, made with the OpenTelemetry
-//!   SDK and exported over OTLP by a batch processor when `OTEL_EXPORTER_OTLP_ENDPOINT` is
-//!   set. Without it nothing is exported, but requests are still sampled so logs and the
-//!   `traceparent` response header carry real ids.
+//! - Traces ([`otel`], [`span`], [`otlp`]): a sampled request's spans, made with the
+//!   OpenTelemetry SDK and exported over OTLP by a batch processor when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set (over gRPC by an exporter of our own). Without
+//!   it nothing is exported, but requests are still sampled so logs and the `traceparent`
+//!   response header carry real ids.
 //!
 //! The two are independent: `RUST_LOG=warn` quiets the logs without losing traces.
 
@@ -15,6 +16,7 @@ pub mod format;
 pub mod http;
 pub mod logs;
 pub mod otel;
+pub mod otlp;
 pub mod span;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;

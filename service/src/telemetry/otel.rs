@@ -1,5 +1,6 @@
 //! OpenTelemetry tracing: the sampler, the resource and the OTLP exporter of the provider
-//! the request's spans ([`super::span`]) go to.
+//! the request's spans ([`super::span`]) go to: over gRPC our own ([`super::otlp`]), over
+//! http/protobuf opentelemetry-otlp's.
 //!
 //! Everything comes from the standard `OTEL_*` variables, parsed into [`Config`] so
 //! `--help` lists them and a bad value stops startup naming the variable.
@@ -15,6 +16,7 @@ use opentelemetry_sdk::runtime::Tokio;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, TracerProviderBuilder};
 
+use super::otlp::{GrpcSpanExporter, Settings};
 use crate::config::{Config, OtlpProtocol};
 
 /// How long one OTLP export may take before it is abandoned.
@@ -24,14 +26,8 @@ pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// OTLP exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 pub fn provider(config: &Config) -> Result<SdkTracerProvider, String> {
     let builder = provider_builder(config)?;
-    Ok(match exporter(config)? {
-        // The batch processor that runs on Tokio: the HTTP exporter's hyper client needs
-        // the runtime, which the SDK's default thread-based processor does not provide.
-        // Batch size and delay are the SDK defaults (512 spans, 5 s), as the seed had;
-        // OTEL_BSP_* variables adjust them.
-        Some(exporter) => {
-            builder.with_span_processor(BatchSpanProcessor::builder(exporter, Tokio).build())
-        }
+    Ok(match span_processor(config)? {
+        Some(processor) => builder.with_span_processor(processor),
         None => builder,
     }
     .build())
@@ -107,7 +103,9 @@ pub fn resource(config: &Config) -> Result<Resource, String> {
         .build())
 }
 
-fn exporter(config: &Config) -> Result<Option<SpanExporter>, String> {
+/// The batch processor and the exporter `OTEL_EXPORTER_OTLP_PROTOCOL` names (gRPC our own,
+/// [`super::otlp`]; http/protobuf opentelemetry-otlp's), or none without an endpoint.
+fn span_processor(config: &Config) -> Result<Option<BatchSpanProcessor<Tokio>>, String> {
     let Some(endpoint) = config
         .otel_exporter_otlp_endpoint
         .as_deref()
@@ -116,21 +114,30 @@ fn exporter(config: &Config) -> Result<Option<SpanExporter>, String> {
     else {
         return Ok(None);
     };
-    let built = match config.otel_exporter_otlp_protocol {
-        OtlpProtocol::Grpc => SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint)
-            .with_timeout(EXPORT_TIMEOUT)
-            .build(),
-        OtlpProtocol::HttpProtobuf => SpanExporter::builder()
-            .with_http()
-            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
-            .with_timeout(EXPORT_TIMEOUT)
-            .build(),
-    };
-    built
-        .map(Some)
-        .map_err(|e| format!("invalid OTEL_EXPORTER_OTLP_ENDPOINT {endpoint:?}: {e}"))
+    Ok(Some(match config.otel_exporter_otlp_protocol {
+        OtlpProtocol::Grpc => {
+            let settings = Settings::new(endpoint, |name| std::env::var(name).ok())?;
+            batch(GrpcSpanExporter::new(settings)?)
+        }
+        OtlpProtocol::HttpProtobuf => batch(
+            SpanExporter::builder()
+                .with_http()
+                .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+                .with_timeout(EXPORT_TIMEOUT)
+                .build()
+                .map_err(|e| format!("invalid OTEL_EXPORTER_OTLP_ENDPOINT {endpoint:?}: {e}"))?,
+        ),
+    }))
+}
+
+/// The batch processor that runs on Tokio: the exporters' clients (tonic, hyper) need the
+/// runtime, which the SDK's default thread-based processor does not provide. Batch size
+/// and delay are the SDK defaults (512 spans, 5 s), as the seed had; `OTEL_BSP_*`
+/// variables adjust them.
+fn batch(
+    exporter: impl opentelemetry_sdk::trace::SpanExporter + 'static,
+) -> BatchSpanProcessor<Tokio> {
+    BatchSpanProcessor::builder(exporter, Tokio).build()
 }
 
 #[cfg(test)]
