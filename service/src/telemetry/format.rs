@@ -76,9 +76,9 @@ fn format_line(line: &mut String, event: &Event<'_>, now: SystemTime) {
     event.record(&mut JsonFields { line });
     if let Some((trace_id, span_id)) = super::span::current_ids() {
         line.push_str(",\"trace_id\":\"");
-        line.push_str(hex(&mut [0; 32], &trace_id.to_bytes()));
+        push_hex(line, &trace_id.to_bytes());
         line.push_str("\",\"span_id\":\"");
-        line.push_str(hex(&mut [0; 16], &span_id.to_bytes()));
+        push_hex(line, &span_id.to_bytes());
         line.push('"');
     }
     line.push_str("}\n");
@@ -173,7 +173,7 @@ fn write_timestamp(line: &mut String, now: SystemTime) {
         *digit = b'0' + u8::try_from(nanos % 10).unwrap_or(0);
         nanos /= 10;
     }
-    line.push_str(std::str::from_utf8(&fraction).unwrap_or(".000000000Z"));
+    line.extend(fraction.iter().copied().map(char::from));
 }
 
 /// A finite float as a JSON number that always reads back as a float: `2.000` or `2.0`,
@@ -211,14 +211,22 @@ fn json_float(out: &mut [u8; 40], value: f64) -> &str {
     std::str::from_utf8(&out[..len]).unwrap_or("0.0")
 }
 
-/// `bytes` in lowercase hex, in `out` (twice as long).
-pub(crate) fn hex<'a>(out: &'a mut [u8], bytes: &[u8]) -> &'a str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// `bytes` in lowercase hex, into `out` (twice as long).
+pub(crate) fn hex(out: &mut [u8], bytes: &[u8]) {
     for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0xf)];
+        pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(byte & 0xf)];
     }
-    std::str::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `bytes` in lowercase hex (pushed as characters: no UTF-8 check to pay for).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(byte & 0xf)]));
+    }
 }
 
 /// A writer that escapes what goes through it for the inside of a JSON string.
@@ -238,6 +246,19 @@ pub(crate) fn push_json_str(out: &mut String, value: &str) {
     out.push('"');
 }
 
+/// The bytes a JSON string escapes: control characters, `"` and `\\`.
+const ESCAPED: [bool; 256] = {
+    let mut escaped = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        escaped[byte] = true;
+        byte += 1;
+    }
+    escaped[b'"' as usize] = true;
+    escaped[b'\\' as usize] = true;
+    escaped
+};
+
 /// Appends `value` escaped, without the quotes around it. Runs of bytes that need no
 /// escape (all of them, in nearly every line) are found by a plain scan and copied whole.
 fn push_json_str_body(out: &mut String, value: &str) {
@@ -245,7 +266,7 @@ fn push_json_str_body(out: &mut String, value: &str) {
     let mut start = 0;
     while let Some(offset) = bytes[start..]
         .iter()
-        .position(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+        .position(|&byte| ESCAPED[usize::from(byte)])
     {
         let index = start + offset;
         out.push_str(&value[start..index]);
@@ -260,7 +281,7 @@ fn push_json_str_body(out: &mut String, value: &str) {
             0x0c => out.push_str("\\f"),
             _ => {
                 out.push_str("\\u00");
-                out.push_str(hex(&mut [0; 2], &[byte]));
+                push_hex(out, &[byte]);
             }
         }
         start = index + 1;
@@ -304,11 +325,12 @@ mod tests {
     fn ids_are_written_as_their_w3c_hex() {
         let trace_id = TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c_u128);
         let span_id = SpanId::from(0x00f0_67aa_0ba9_02b7_u64);
-        assert_eq!(
-            hex(&mut [0; 32], &trace_id.to_bytes()),
-            trace_id.to_string()
-        );
-        assert_eq!(hex(&mut [0; 16], &span_id.to_bytes()), "00f067aa0ba902b7");
+        let mut out = String::new();
+        push_hex(&mut out, &trace_id.to_bytes());
+        assert_eq!(out, trace_id.to_string());
+        let mut out = [0; 16];
+        hex(&mut out, &span_id.to_bytes());
+        assert_eq!(&out, b"00f067aa0ba902b7");
     }
 
     #[test]
