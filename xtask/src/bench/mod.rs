@@ -192,8 +192,9 @@ impl Settings {
         }
         let _ = writeln!(
             text,
-            "     then the same rounds with each service in a cgroup limited to {} CPU (a pod at \
+            "     then {} such rounds with each service in a cgroup limited to {} CPU (a pod at \
              its limit;\n     the budget judges these), when this machine lets the bench make one",
+            observe::LIMITED_ROUNDS,
             observe::POD_CPU_LIMIT
         );
         let _ = writeln!(
@@ -364,7 +365,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("the same rounds with each service in a cgroup limited to 0.5 CPU"),
+            text.contains("then 5 such rounds with each service in a cgroup limited to 0.5 CPU"),
             "{text}"
         );
         assert!(!text.contains("get.lua"), "{text}");

@@ -4,8 +4,9 @@
 //! ratio, each reported as a fraction of the baseline `add` throughput measured right
 //! before them. The three runs are a round; [`ROUNDS`] rounds run and each setting keeps
 //! its run with the median fraction, as the budget points keep their median pair. The
-//! rounds run twice: on the shared cores, and with the service in a cgroup limited to
-//! [`POD_CPU_LIMIT`] ([`super::cgroup`]), a pod at its limit, which the budget judges.
+//! rounds run twice: on the shared cores, and ([`LIMITED_ROUNDS`] of them) with the
+//! service in a cgroup limited to [`POD_CPU_LIMIT`] ([`super::cgroup`]), a pod at its
+//! limit, which the budget judges.
 
 use std::fs::File;
 use std::path::Path;
@@ -26,6 +27,10 @@ use crate::command::Invocation;
 pub const CONNECTIONS: u32 = super::budget::BUDGET_CONNECTIONS;
 /// Rounds of baseline, full and default runs: one run moves by 5 to 10 % here.
 pub const ROUNDS: usize = super::session::BUDGET_REPEATS;
+/// Rounds under the CPU limit, which the budget judges: a single round there moves by up
+/// to 12 % (a baseline caught low), more than the default sampling's whole budget, so the
+/// median is taken over five.
+pub const LIMITED_ROUNDS: usize = 5;
 /// CPUs the service gets in the limited rounds: below the ~0.9 it takes unlimited at
 /// `add`@64, so its own CPU sets the pace, and leaving 1.5 cores to wrk, Redis and Jaeger,
 /// which need about one at the throughput the limit allows.
@@ -128,13 +133,19 @@ pub fn run(
         dir,
         limit: None,
     };
-    let mut runs = rounds(sh, settings, sinks, dir)?;
+    let mut runs = rounds(sh, settings, sinks, dir, ROUNDS)?;
     if let Ok(hierarchy) = &limit {
         let sinks = Sinks {
             limit: Some(hierarchy),
             ..sinks
         };
-        runs.extend(rounds(sh, settings, sinks, &dir.join("limited"))?);
+        runs.extend(rounds(
+            sh,
+            settings,
+            sinks,
+            &dir.join("limited"),
+            LIMITED_ROUNDS,
+        )?);
     }
     jaeger.stop()?;
     let limit_not_run = limit.err();
@@ -167,15 +178,16 @@ pub fn run(
     })
 }
 
-/// [`ROUNDS`] rounds of the baseline and each setting; each setting's median run.
+/// `count` rounds of the baseline and each setting; each setting's median run.
 fn rounds(
     sh: &Shell,
     settings: &Settings,
     sinks: Sinks<'_>,
     dir: &Path,
+    count: usize,
 ) -> anyhow::Result<Vec<ObservedRun>> {
     let mut rounds = Vec::new();
-    for round in 1..=ROUNDS {
+    for round in 1..=count {
         // A directory a round, so each run's stdout and LOG_FILE sizes are its own.
         let round_dir = dir.join(format!("round-{round}"));
         std::fs::create_dir_all(&round_dir)?;
