@@ -28,8 +28,8 @@ use crate::config::Config;
 pub use otel::{resource_attributes, sampler};
 pub use span::InSpan;
 
-/// Keeps telemetry alive; [`TelemetryGuard::shutdown`] (or dropping it) flushes the span
-/// batch and the log file.
+/// Keeps telemetry alive; [`TelemetryGuard::flush_spans`] exports the span batch, and
+/// dropping the guard does that too and then flushes the log sinks.
 #[derive(Debug)]
 #[must_use = "dropping the guard stops telemetry"]
 pub struct TelemetryGuard {
