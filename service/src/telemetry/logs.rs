@@ -31,10 +31,10 @@ const BUFFERED_LINES: usize = 16_384;
 
 /// Messages a sink queues before it starts dropping lines, when its messages are the
 /// batches of [`Batched`] (up to [`super::batch::PENDING_BYTES`] and a chunk each): at
-/// most 10 MiB a sink, about 40 000 access lines. Counted in lines, as before batches, a
+/// most 8.5 MiB a sink, about 36 000 access lines. Counted in lines, as before batches, a
 /// stalled stdout let 16 384 of them, 256 MiB and more, pile up: the pod's memory, not its
 /// logs, would have given way.
-const BUFFERED_BATCHES: usize = 128;
+const BUFFERED_BATCHES: usize = 32;
 
 type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
 

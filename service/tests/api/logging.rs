@@ -139,7 +139,7 @@ async fn dropped_spans_are_logged_as_a_warning() {
 
 /// A stdout nobody reads (a stalled log collector) costs log lines, counted in
 /// `log_lines_dropped_total`, never requests or memory: the writer's queue holds at most
-/// 128 batches of up to 80 KiB, about 45 000 access lines, and then drops. (Counted in
+/// 32 batches of up to 272 KiB, about 36 000 access lines, and then drops. (Counted in
 /// lines, the queue took 16 384 batches: none of these lines was dropped, and under load
 /// 256 MiB and more piled up.)
 #[tokio::test]
