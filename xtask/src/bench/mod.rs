@@ -7,10 +7,11 @@
 //! warms up, then drives each scenario with wrk at each concurrency level and runs
 //! `redis-benchmark` with the equivalent command at the same concurrency. Last, `add`
 //! runs again with full observability and with the default sampling, exporting to a
-//! local Jaeger, on the shared cores and under a pod's CPU limit ([`cgroup`]). Reports go to `--out` as Markdown, JSON and an SVG chart; `--check`
-//! judges them against the budget of issue 6. Files: [`session`] and [`observe`] run
-//! things, [`loadgen`] and [`procfs`] parse what the tools and `/proc` say, [`report`],
-//! [`svg`] and [`budget`] turn results into documents and verdicts.
+//! local Jaeger, on the shared cores and under a pod's CPU limit ([`cgroup`]). Reports go
+//! to `--out` as Markdown, JSON and an SVG chart; `--check` judges them against the
+//! budget of issue 6. Files: [`session`] and [`observe`] run things, [`loadgen`] and
+//! [`procfs`] parse what the tools and `/proc` say, [`report`], [`svg`] and [`budget`]
+//! turn results into documents and verdicts.
 
 mod budget;
 mod cgroup;
