@@ -17,13 +17,18 @@
 //!
 //! A line so waits at most about [`MAX_HOLD`] before it is written. Threads that never
 //! park as Tokio workers (the main thread, blocking tasks) hold nothing: their lines join
-//! the pending buffer at once, after the lines the workers have passed on, so a line
-//! such as "shutdown complete" comes after the requests' lines, not before them.
+//! the pending buffer at once, after every line the workers hold, which they collect
+//! first, so a line such as "shutdown complete" comes after the requests' lines even when
+//! a worker has not parked since. A worker's buffer is therefore a [`Slot`] the sink can
+//! reach too: its mutex is taken once a line, and is only contended on those rare lines.
+//!
+//! Locks are taken pending buffer first, then slot, on every path; a line written into a
+//! slot takes only the slot's.
 
 use std::cell::RefCell;
 use std::io::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -62,7 +67,7 @@ struct Held {
 impl Drop for Held {
     /// A thread that ends passes on what it still holds.
     fn drop(&mut self) {
-        for chunk in &mut self.chunks {
+        for chunk in &self.chunks {
             chunk.pass_on();
         }
     }
@@ -71,16 +76,29 @@ impl Drop for Held {
 /// One sink's lines held on this thread.
 struct Chunk {
     sink: Arc<Sink>,
-    bytes: Vec<u8>,
-    since: Instant,
+    slot: Arc<Slot>,
 }
 
 impl Chunk {
-    fn pass_on(&mut self) {
-        if !self.bytes.is_empty() {
-            self.sink.stash(&self.bytes);
-            self.bytes.clear();
-        }
+    fn pass_on(&self) {
+        let mut pending = self.sink.lock();
+        self.sink.collect(&mut pending, &self.slot);
+    }
+}
+
+/// The lines a worker holds for one sink; the sink keeps a [`Weak`] to it, so that a
+/// thread which holds nothing can collect them before it adds its own.
+struct Slot(Mutex<Lines>);
+
+struct Lines {
+    bytes: Vec<u8>,
+    /// When the oldest held line arrived.
+    since: Instant,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, Lines> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -90,7 +108,7 @@ pub fn flush_this_thread() {
     let _ = HELD.try_with(|held| {
         if let Ok(mut held) = held.try_borrow_mut() {
             held.holding = true;
-            for chunk in &mut held.chunks {
+            for chunk in &held.chunks {
                 chunk.pass_on();
             }
         }
@@ -112,6 +130,8 @@ struct Pending {
     since: Option<Instant>,
     /// Set by the [`FlushGuard`]: from then on lines go straight to the writer.
     closed: bool,
+    /// The workers' slots for this sink (those of ended threads are dropped as found).
+    slots: Vec<Weak<Slot>>,
 }
 
 impl Sink {
@@ -120,12 +140,41 @@ impl Sink {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Adds the lines of a thread that holds none: after every line the workers hold.
+    fn stash_after_held(&self, bytes: &[u8]) {
+        let mut pending = self.lock();
+        self.collect_all(&mut pending);
+        self.stash(&mut pending, bytes);
+    }
+
+    /// Moves the lines of every worker's slot to the pending buffer.
+    fn collect_all(&self, pending: &mut Pending) {
+        let slots = std::mem::take(&mut pending.slots);
+        let live: Vec<_> = slots
+            .into_iter()
+            .filter(|slot| {
+                slot.upgrade().is_some_and(|slot| {
+                    self.collect(pending, &slot);
+                    true
+                })
+            })
+            .collect();
+        pending.slots = live;
+    }
+
+    /// Moves the lines of one worker's slot to the pending buffer.
+    fn collect(&self, pending: &mut Pending, slot: &Slot) {
+        let mut lines = slot.lock();
+        if !lines.bytes.is_empty() {
+            self.stash(pending, &lines.bytes);
+            lines.bytes.clear();
+        }
+    }
+
     /// Adds `bytes` (whole lines) to the pending buffer, and hands the buffer to the writer
     /// once it is full. Wakes the `log-flush` thread only when the buffer was empty.
-    fn stash(&self, bytes: &[u8]) {
-        let mut pending = self.lock();
+    fn stash(&self, pending: &mut Pending, bytes: &[u8]) {
         if pending.closed {
-            drop(pending);
             self.send(bytes);
             return;
         }
@@ -135,7 +184,7 @@ impl Sink {
         }
         pending.bytes.extend_from_slice(bytes);
         if pending.bytes.len() >= PENDING_BYTES {
-            self.hand_over(&mut pending);
+            self.hand_over(pending);
         }
     }
 
@@ -216,7 +265,10 @@ impl Drop for FlushGuard {
     fn drop(&mut self) {
         // The calling thread's own held lines first (a Tokio worker shutting down).
         flush_this_thread();
-        self.sink.lock().closed = true;
+        let mut pending = self.sink.lock();
+        self.sink.collect_all(&mut pending);
+        pending.closed = true;
+        drop(pending);
         self.sink.changed.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -298,26 +350,33 @@ impl io::Write for Line<'_> {
                 {
                     index
                 } else {
-                    held.chunks.push(Chunk {
-                        sink: Arc::clone(sink),
+                    let slot = Arc::new(Slot(Mutex::new(Lines {
                         bytes: Vec::with_capacity(CHUNK_BYTES + 1024),
                         since: Instant::now(),
+                    })));
+                    sink.lock().slots.push(Arc::downgrade(&slot));
+                    held.chunks.push(Chunk {
+                        sink: Arc::clone(sink),
+                        slot,
                     });
                     held.chunks.len() - 1
                 };
-                let chunk = &mut held.chunks[index];
-                if chunk.bytes.is_empty() {
-                    chunk.since = Instant::now();
+                let chunk = &held.chunks[index];
+                let mut lines = chunk.slot.lock();
+                if lines.bytes.is_empty() {
+                    lines.since = Instant::now();
                 }
-                chunk.bytes.extend_from_slice(line);
-                if chunk.bytes.len() >= CHUNK_BYTES || chunk.since.elapsed() >= MAX_HOLD {
+                lines.bytes.extend_from_slice(line);
+                let full = lines.bytes.len() >= CHUNK_BYTES || lines.since.elapsed() >= MAX_HOLD;
+                drop(lines);
+                if full {
                     chunk.pass_on();
                 }
                 true
             })
             .unwrap_or(false);
         if !held {
-            self.batched.sink.stash(line);
+            self.batched.sink.stash_after_held(line);
         }
         Ok(line.len())
     }
@@ -415,6 +474,34 @@ mod tests {
         drop(guard);
 
         assert_eq!(writes(&sink), ["request\nshutdown complete\n"]);
+    }
+
+    #[test]
+    fn a_thread_that_never_parked_adds_its_lines_after_those_a_busy_worker_holds() {
+        let sink = Recorder::default();
+        let (writer, guard) = NonBlockingBuilder::default().finish(sink.clone());
+        let (batched, flush) = Batched::new(vec![writer]).unwrap();
+        let worker = batched.clone();
+        let (written, wrote) = std::sync::mpsc::channel();
+        let (end, ended) = std::sync::mpsc::channel::<()>();
+        // A worker that logged a request and has not parked since, still running.
+        let busy = std::thread::spawn(move || {
+            flush_this_thread();
+            worker.make_writer().write_all(b"request\n").unwrap();
+            written.send(()).unwrap();
+            let _ = ended.recv();
+        });
+        wrote.recv().unwrap();
+        batched
+            .make_writer()
+            .write_all(b"shutdown complete\n")
+            .unwrap();
+        drop(flush);
+        end.send(()).unwrap();
+        busy.join().unwrap();
+        drop(guard);
+
+        assert_eq!(writes(&sink).concat(), "request\nshutdown complete\n");
     }
 
     #[test]
