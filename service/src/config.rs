@@ -180,6 +180,26 @@ pub struct Config {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_enum, default_value_t = OtlpProtocol::Grpc)]
     pub otel_exporter_otlp_protocol: OtlpProtocol,
 
+    /// Where traces go, winning over `OTEL_EXPORTER_OTLP_ENDPOINT`, and used as it is: over
+    /// http/protobuf nothing is appended, so it names the whole URL (`.../v1/traces`).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otel_exporter_otlp_traces_endpoint: Option<String>,
+
+    /// The OTLP transport of traces, winning over `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", value_enum)]
+    pub otel_exporter_otlp_traces_protocol: Option<OtlpProtocol>,
+
+    /// How long one OTLP export may take, retries included, in milliseconds (the span
+    /// flush at shutdown is one export for each 512 spans still queued).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TIMEOUT", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub otel_exporter_otlp_timeout: u64,
+
+    /// The export timeout of traces, winning over `OTEL_EXPORTER_OTLP_TIMEOUT`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub otel_exporter_otlp_traces_timeout: Option<u64>,
+
     /// `service.name` of every span.
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "cart-service")]
     pub otel_service_name: String,
@@ -333,5 +353,46 @@ mod tests {
     fn out_of_range_value_is_rejected_by_the_parser() {
         let error = Cli::try_parse_from(["cart-service", "--cart-max-items", "0"]).unwrap_err();
         assert!(error.to_string().contains("CART_MAX_ITEMS"), "{error}");
+    }
+
+    /// The README's configuration table has one row per variable, in the order of
+    /// `--help`, with its flag and default as clap has them.
+    #[test]
+    fn the_readme_table_lists_every_variable_with_its_flag_and_default() {
+        use clap::CommandFactory as _;
+
+        let readme = include_str!("../../README.md");
+        let rows: Vec<Vec<&str>> = readme
+            .lines()
+            .skip_while(|line| !line.starts_with("| variable | flag | default |"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| line.split(" | ").collect())
+            .collect();
+        let command = Cli::command();
+        let expected: Vec<(String, String, String)> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let env = arg.get_env()?.to_str()?.to_owned();
+                let flag = format!("`--{}`", arg.get_long()?);
+                let default = match arg.get_default_values() {
+                    [] => "unset".to_owned(),
+                    [value] if value.is_empty() => "empty".to_owned(),
+                    [value] => format!("`{}`", value.to_str()?),
+                    _ => return None,
+                };
+                Some((format!("| `{env}`"), flag, default))
+            })
+            .collect();
+
+        let found: Vec<(String, String, String)> = rows
+            .iter()
+            .map(|row| {
+                // A default may carry a note after the value: `2592000` (30 days).
+                let default = row[2].split(" (").next().unwrap_or_default();
+                (row[0].to_owned(), row[1].to_owned(), default.to_owned())
+            })
+            .collect();
+        assert_eq!(found, expected);
     }
 }

@@ -70,6 +70,8 @@ the standard OTEL_* ones. The Redis password only ever arrives through secretKey
   value: {{ . | quote }}
 - name: OTEL_EXPORTER_OTLP_PROTOCOL
   value: grpc
+- name: OTEL_EXPORTER_OTLP_TIMEOUT
+  value: {{ mul $.Values.shutdown.flushSeconds 1000 | int64 | quote }}
 {{- end }}
 - name: OTEL_TRACES_SAMPLER
   value: {{ .Values.telemetry.sampler | quote }}

@@ -19,11 +19,63 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, TracerProviderBuilder
 use super::otlp::{GrpcSpanExporter, Settings};
 use crate::config::{Config, OtlpProtocol};
 
-/// How long one OTLP export may take before it is abandoned.
-pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where traces are exported, over which transport, and how long one export may take:
+/// the traces-only variables win over the general ones, as the OTLP exporter
+/// specification has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// The variable the endpoint came from, for messages about it.
+    pub variable: &'static str,
+    /// The URL the exporter sends to: over http/protobuf with `/v1/traces` appended to
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, never to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// One export, retries included.
+    pub timeout: Duration,
+}
+
+impl Destination {
+    /// The destination `config` names, or none when neither endpoint variable is set
+    /// (an empty value counts as unset).
+    #[must_use]
+    pub fn of(config: &Config) -> Option<Self> {
+        let set = |value: &Option<String>| {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|value| !value.is_empty())
+                .map(str::to_owned)
+        };
+        let protocol = config
+            .otel_exporter_otlp_traces_protocol
+            .unwrap_or(config.otel_exporter_otlp_protocol);
+        let (variable, endpoint) =
+            if let Some(endpoint) = set(&config.otel_exporter_otlp_traces_endpoint) {
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+            } else {
+                let base = set(&config.otel_exporter_otlp_endpoint)?;
+                let endpoint = match protocol {
+                    OtlpProtocol::Grpc => base,
+                    OtlpProtocol::HttpProtobuf => {
+                        format!("{}/v1/traces", base.trim_end_matches('/'))
+                    }
+                };
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            };
+        let timeout = config
+            .otel_exporter_otlp_traces_timeout
+            .unwrap_or(config.otel_exporter_otlp_timeout);
+        Some(Self {
+            variable,
+            endpoint,
+            protocol,
+            timeout: Duration::from_millis(timeout),
+        })
+    }
+}
 
 /// The provider every span goes through: sampler and resource from `config`, and a batch
-/// OTLP exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+/// OTLP exporter when an endpoint is set ([`Destination`]).
 pub fn provider(config: &Config) -> Result<SdkTracerProvider, String> {
     let builder = provider_builder(config)?;
     Ok(match span_processor(config)? {
@@ -103,29 +155,29 @@ pub fn resource(config: &Config) -> Result<Resource, String> {
         .build())
 }
 
-/// The batch processor and the exporter `OTEL_EXPORTER_OTLP_PROTOCOL` names (gRPC our own,
+/// The batch processor and the exporter of the [`Destination`]'s protocol (gRPC our own,
 /// [`super::otlp`]; http/protobuf opentelemetry-otlp's), or none without an endpoint.
 fn span_processor(config: &Config) -> Result<Option<BatchSpanProcessor<Tokio>>, String> {
-    let Some(endpoint) = config
-        .otel_exporter_otlp_endpoint
-        .as_deref()
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-    else {
+    let Some(destination) = Destination::of(config) else {
         return Ok(None);
     };
-    Ok(Some(match config.otel_exporter_otlp_protocol {
+    Ok(Some(match destination.protocol {
         OtlpProtocol::Grpc => {
-            let settings = Settings::new(endpoint, |name| std::env::var(name).ok())?;
+            let settings = Settings::new(&destination, |name| std::env::var(name).ok())?;
             batch(GrpcSpanExporter::new(settings)?)
         }
         OtlpProtocol::HttpProtobuf => batch(
             SpanExporter::builder()
                 .with_http()
-                .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
-                .with_timeout(EXPORT_TIMEOUT)
+                .with_endpoint(destination.endpoint.clone())
+                .with_timeout(destination.timeout)
                 .build()
-                .map_err(|e| format!("invalid OTEL_EXPORTER_OTLP_ENDPOINT {endpoint:?}: {e}"))?,
+                .map_err(|e| {
+                    format!(
+                        "invalid {} {:?}: {e}",
+                        destination.variable, destination.endpoint
+                    )
+                })?,
         ),
     }))
 }
@@ -157,6 +209,95 @@ mod tests {
                 Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1)))
             )
         );
+    }
+
+    /// The configuration with these variables set, and no others.
+    fn configured(vars: &[(&str, &str)]) -> Config {
+        let mut args = vec!["cart-service".to_owned()];
+        for (name, value) in vars {
+            let flag = name.to_ascii_lowercase().replace('_', "-");
+            args.push(format!("--{flag}={value}"));
+        }
+        Cli::try_parse_from(args).unwrap().config
+    }
+
+    #[test]
+    fn no_endpoint_means_no_destination() {
+        assert_eq!(Destination::of(&configured(&[])), None);
+        let empty = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", " "),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""),
+        ];
+        assert_eq!(Destination::of(&configured(&empty)), None);
+    }
+
+    #[test]
+    fn the_general_endpoint_gets_v1_traces_over_http_only() {
+        let grpc = configured(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")]);
+        let http = configured(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ]);
+
+        assert_eq!(
+            Destination::of(&grpc),
+            Some(Destination {
+                variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
+                endpoint: "http://c:4317".to_owned(),
+                protocol: OtlpProtocol::Grpc,
+                timeout: Duration::from_secs(10),
+            })
+        );
+        assert_eq!(
+            Destination::of(&http).unwrap().endpoint,
+            "http://c:4318/v1/traces"
+        );
+    }
+
+    #[test]
+    fn the_traces_variables_win_and_their_endpoint_is_used_as_it_is() {
+        let config = configured(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:4318/ingest",
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "250"),
+        ]);
+
+        assert_eq!(
+            Destination::of(&config),
+            Some(Destination {
+                variable: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                endpoint: "http://traces:4318/ingest".to_owned(),
+                protocol: OtlpProtocol::HttpProtobuf,
+                timeout: Duration::from_millis(250),
+            })
+        );
+        let general_timeout = configured(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4317"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
+        ]);
+        assert_eq!(
+            Destination::of(&general_timeout).unwrap().timeout,
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn a_timeout_of_zero_is_refused() {
+        for name in [
+            "--otel-exporter-otlp-timeout=0",
+            "--otel-exporter-otlp-traces-timeout=0",
+        ] {
+            assert!(
+                Cli::try_parse_from(["cart-service", name]).is_err(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

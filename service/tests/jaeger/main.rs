@@ -270,6 +270,31 @@ async fn http_protobuf_export_works_too() {
     span(&trace, "cart.add_item");
 }
 
+/// The traces-only variables win over the general ones, and their endpoint is used as it
+/// is: the general ones point at nothing, over gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_traces_endpoint_and_protocol_win_over_the_general_ones() {
+    let jaeger = Jaeger::start().await;
+    let mut env = otel_env("http://127.0.0.1:9", "grpc", "100");
+    env.extend([
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            format!("http://127.0.0.1:{}/v1/traces", jaeger.http_port),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "http/protobuf".to_owned(),
+        ),
+    ]);
+    let service = start_service(&env).await;
+    let (trace_id, parent) = (random_hex(16), random_hex(8));
+
+    add_with_traceparent(&service, &trace_id, &parent).await;
+
+    let trace = jaeger.trace(&trace_id, 3).await;
+    span(&trace, "cart.add_item");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exports_the_spans_still_batched() {
     let jaeger = Jaeger::start().await;

@@ -16,13 +16,15 @@ use xshell::Shell;
 use crate::command::Invocation;
 
 /// Variables the service must not inherit from the caller's shell: each run sets its own.
-const SERVICE_VARS: [&str; 9] = [
+const SERVICE_VARS: [&str; 11] = [
     "TOKIO_WORKER_THREADS",
     "LOG_FILE",
     "RUST_LOG",
     "LOG_FORMAT",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_SDK_DISABLED",

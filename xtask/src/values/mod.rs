@@ -194,8 +194,9 @@ pub struct Shutdown {
     /// `SHUTDOWN_TIMEOUT_SECONDS`: seconds in-flight requests get once accepting has stopped.
     #[schemars(range(max = 300))]
     pub timeout_seconds: u32,
-    /// Seconds added to the grace period for flushing spans and the log file.
-    #[schemars(range(max = 300))]
+    /// Seconds added to the grace period for flushing spans and the log file; also the
+    /// OTLP export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`), so one export fits in them.
+    #[schemars(range(min = 1, max = 300))]
     pub flush_seconds: u32,
 }
 

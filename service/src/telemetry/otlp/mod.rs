@@ -7,7 +7,8 @@
 //! sampling (callgrind). The transport keeps what that exporter did: a channel that
 //! connects on first use, so startup needs no collector; the metadata of
 //! `OTEL_EXPORTER_OTLP_TRACES_HEADERS` or else `OTEL_EXPORTER_OTLP_HEADERS`; up to three
-//! retries of transient failures, all within [`EXPORT_TIMEOUT`]; a partial success
+//! retries of transient failures, all within the export timeout
+//! (`OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`); a partial success
 //! reported as an error.
 //!
 //! - `encode`: the request's protobuf bytes, written from the spans;
@@ -40,13 +41,12 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
-use super::otel::EXPORT_TIMEOUT;
-
 /// Sends span batches to an OTLP/gRPC collector.
 pub struct GrpcSpanExporter {
     endpoint: Uri,
     client: Grpc<Channel>,
     metadata: MetadataMap,
+    timeout: Duration,
     encoding: Mutex<Encoding>,
     shut_down: AtomicBool,
 }
@@ -63,6 +63,7 @@ impl GrpcSpanExporter {
             endpoint: settings.endpoint,
             client: Grpc::new(channel),
             metadata: settings.metadata,
+            timeout: settings.timeout,
             encoding: Mutex::new(Encoding {
                 encoder: RequestEncoder::new(&Resource::builder_empty().build()),
                 buffer: Arc::default(),
@@ -87,9 +88,9 @@ impl GrpcSpanExporter {
 
     /// Sends `request`, retrying what the OTLP specification calls transient, with
     /// exponential backoff (100 ms, 200 ms, 400 ms, plus up to 100 ms of jitter), until
-    /// [`EXPORT_TIMEOUT`] has passed since the first try.
+    /// the export timeout has passed since the first try.
     async fn send(&self, request: Arc<Vec<u8>>) -> Result<ExportResponse, OTelSdkError> {
-        let deadline = Instant::now() + EXPORT_TIMEOUT;
+        let deadline = Instant::now() + self.timeout;
         let mut backoff = Duration::from_millis(100);
         let mut retries = 0;
         loop {
@@ -99,7 +100,7 @@ impl GrpcSpanExporter {
                 {
                     Ok(Ok(response)) => return Ok(response),
                     Ok(Err(status)) => status,
-                    Err(_) => return Err(OTelSdkError::Timeout(EXPORT_TIMEOUT)),
+                    Err(_) => return Err(OTelSdkError::Timeout(self.timeout)),
                 };
             let pause = backoff + Duration::from_millis(rand::random_range(0..=100));
             if retries == 3 || !is_transient(status.code()) || Instant::now() + pause >= deadline {
@@ -293,10 +294,18 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
+    use crate::config::OtlpProtocol;
+    use crate::telemetry::otel::Destination;
 
     /// The exporter for `endpoint`, with no other variables set.
     fn exporter(endpoint: &str) -> GrpcSpanExporter {
-        GrpcSpanExporter::new(Settings::new(endpoint, |_| None).unwrap()).unwrap()
+        let destination = Destination {
+            variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
+            endpoint: endpoint.to_owned(),
+            protocol: OtlpProtocol::Grpc,
+            timeout: Duration::from_secs(10),
+        };
+        GrpcSpanExporter::new(Settings::new(&destination, |_| None).unwrap()).unwrap()
     }
 
     fn one_span() -> Vec<SpanData> {

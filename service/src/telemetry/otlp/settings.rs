@@ -5,10 +5,13 @@
 //! ignored (compression), as opentelemetry-otlp did.
 
 use std::fmt;
+use std::time::Duration;
 
 use http::uri::Scheme;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use tonic::metadata::MetadataMap;
+
+use crate::telemetry::otel::Destination;
 
 /// Where and with what metadata [`super::GrpcSpanExporter`] sends, from the endpoint and
 /// the `OTEL_EXPORTER_OTLP_*` variables.
@@ -17,12 +20,17 @@ pub struct Settings {
     pub(super) endpoint: Uri,
     /// Sent with every export.
     pub(super) metadata: MetadataMap,
+    /// One export, retries included.
+    pub(super) timeout: Duration,
 }
 
 impl Settings {
-    /// Reads the settings for `endpoint` (`OTEL_EXPORTER_OTLP_ENDPOINT`) from the variables
-    /// `env` looks up; a value this exporter cannot honour is an error naming its variable.
-    pub fn new(endpoint: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    /// Reads the settings for `destination` from the variables `env` looks up; a value
+    /// this exporter cannot honour is an error naming its variable.
+    pub fn new(
+        destination: &Destination,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
         let first_set = |names: [&'static str; 2]| {
             names
                 .into_iter()
@@ -53,11 +61,13 @@ impl Settings {
             }
             None => MetadataMap::new(),
         };
+        let endpoint = &destination.endpoint;
         Ok(Self {
             endpoint: endpoint_uri(endpoint, insecure).map_err(|reason| {
-                format!("invalid OTEL_EXPORTER_OTLP_ENDPOINT {endpoint:?}: {reason}")
+                format!("invalid {} {endpoint:?}: {reason}", destination.variable)
             })?,
             metadata,
+            timeout: destination.timeout,
         })
     }
 }
@@ -68,6 +78,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("endpoint", &self.endpoint)
             .field("metadata", &self.metadata.keys().collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -156,10 +167,18 @@ fn hex_digit(byte: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::OtlpProtocol;
 
-    /// The settings for `endpoint` in an environment holding only `vars`.
+    /// The settings for `endpoint` (`OTEL_EXPORTER_OTLP_ENDPOINT`) in an environment
+    /// holding only `vars`.
     fn settings(endpoint: &str, vars: &[(&str, &str)]) -> Result<Settings, String> {
-        Settings::new(endpoint, |name| {
+        let destination = Destination {
+            variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
+            endpoint: endpoint.to_owned(),
+            protocol: OtlpProtocol::Grpc,
+            timeout: Duration::from_secs(10),
+        };
+        Settings::new(&destination, |name| {
             vars.iter()
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| (*value).to_owned())
@@ -234,6 +253,23 @@ mod tests {
             "{error}"
         );
         assert!(error.contains("TLS"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_traces_endpoint_is_named_as_that_variable() {
+        let destination = Destination {
+            variable: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            endpoint: "https://collector:4317".to_owned(),
+            protocol: OtlpProtocol::Grpc,
+            timeout: Duration::from_secs(10),
+        };
+
+        let error = Settings::new(&destination, |_| None).unwrap_err();
+
+        assert!(
+            error.starts_with("invalid OTEL_EXPORTER_OTLP_TRACES_ENDPOINT \"https://"),
+            "{error}"
+        );
     }
 
     #[test]
