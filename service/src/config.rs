@@ -200,6 +200,26 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub otel_exporter_otlp_traces_timeout: Option<u64>,
 
+    /// Milliseconds a span waits at most while fewer than a batch are queued.
+    #[arg(long, env = "OTEL_BSP_SCHEDULE_DELAY", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub otel_bsp_schedule_delay: u64,
+
+    /// Spans queued for export at most; more are dropped, counted and reported.
+    #[arg(long, env = "OTEL_BSP_MAX_QUEUE_SIZE", default_value_t = 2_048,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub otel_bsp_max_queue_size: u32,
+
+    /// Spans per export; a value above `OTEL_BSP_MAX_QUEUE_SIZE` is cut to it.
+    #[arg(long, env = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub otel_bsp_max_export_batch_size: u32,
+
+    /// Milliseconds one export may take before the batch processor abandons it.
+    #[arg(long, env = "OTEL_BSP_EXPORT_TIMEOUT", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub otel_bsp_export_timeout: u64,
+
     /// `service.name` of every span.
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "cart-service")]
     pub otel_service_name: String,

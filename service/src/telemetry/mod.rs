@@ -3,9 +3,10 @@
 //! - Logs ([`logs`]): one JSON object a line on stdout (or pretty lines), filtered by
 //!   `RUST_LOG`, each line written inside a request carrying its `trace_id` and `span_id`;
 //!   the same lines in `LOG_FILE` through a non-blocking, rotating writer.
-//! - Traces ([`otel`], [`span`], [`otlp`]): a sampled request's spans, made with the
-//!   OpenTelemetry SDK and exported over OTLP by a batch processor when
-//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set (over gRPC by an exporter of our own). Without
+//! - Traces ([`otel`], [`span`], [`span_batch`], [`otlp`]): a sampled request's spans,
+//!   made with the OpenTelemetry SDK and exported over OTLP by a batch processor of our
+//!   own when `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` is set (over gRPC by an exporter of
+//!   our own too). Without
 //!   it nothing is exported, but requests are still sampled so logs and the `traceparent`
 //!   response header carry real ids.
 //!
@@ -18,6 +19,7 @@ pub mod logs;
 pub mod otel;
 pub mod otlp;
 pub mod span;
+pub mod span_batch;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;

@@ -12,11 +12,10 @@ use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::runtime::Tokio;
-use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, TracerProviderBuilder};
 
 use super::otlp::{GrpcSpanExporter, Settings};
+use super::span_batch::{BatchSettings, SpanBatcher};
 use crate::config::{Config, OtlpProtocol};
 
 /// Where traces are exported, over which transport, and how long one export may take:
@@ -77,12 +76,7 @@ impl Destination {
 /// The provider every span goes through: sampler and resource from `config`, and a batch
 /// OTLP exporter when an endpoint is set ([`Destination`]).
 pub fn provider(config: &Config) -> Result<SdkTracerProvider, String> {
-    let builder = provider_builder(config)?;
-    Ok(match span_processor(config)? {
-        Some(processor) => builder.with_span_processor(processor),
-        None => builder,
-    }
-    .build())
+    Ok(with_exporter(provider_builder(config)?, config)?.build())
 }
 
 /// The provider's builder with sampler and resource, for callers that add their own
@@ -155,19 +149,26 @@ pub fn resource(config: &Config) -> Result<Resource, String> {
         .build())
 }
 
-/// The batch processor and the exporter of the [`Destination`]'s protocol (gRPC our own,
-/// [`super::otlp`]; http/protobuf opentelemetry-otlp's), or none without an endpoint.
-fn span_processor(config: &Config) -> Result<Option<BatchSpanProcessor<Tokio>>, String> {
+/// `builder` with the batch processor ([`super::span_batch`]) and the exporter of the
+/// [`Destination`]'s protocol (gRPC our own, [`super::otlp`]; http/protobuf
+/// opentelemetry-otlp's), or as it is without an endpoint. `OTEL_BSP_*` set the
+/// processor, the defaults being the seed's (512 spans, 5 s).
+fn with_exporter(
+    builder: TracerProviderBuilder,
+    config: &Config,
+) -> Result<TracerProviderBuilder, String> {
     let Some(destination) = Destination::of(config) else {
-        return Ok(None);
+        return Ok(builder);
     };
-    Ok(Some(match destination.protocol {
+    let batch = BatchSettings::of(config);
+    Ok(match destination.protocol {
         OtlpProtocol::Grpc => {
             let settings = Settings::new(&destination, |name| std::env::var(name).ok())?;
-            batch(GrpcSpanExporter::new(settings)?)
+            let exporter = GrpcSpanExporter::new(settings)?;
+            builder.with_span_processor(SpanBatcher::new(exporter, batch))
         }
-        OtlpProtocol::HttpProtobuf => batch(
-            SpanExporter::builder()
+        OtlpProtocol::HttpProtobuf => {
+            let exporter = SpanExporter::builder()
                 .with_http()
                 .with_endpoint(destination.endpoint.clone())
                 .with_timeout(destination.timeout)
@@ -177,19 +178,10 @@ fn span_processor(config: &Config) -> Result<Option<BatchSpanProcessor<Tokio>>, 
                         "invalid {} {:?}: {e}",
                         destination.variable, destination.endpoint
                     )
-                })?,
-        ),
-    }))
-}
-
-/// The batch processor that runs on Tokio: the exporters' clients (tonic, hyper) need the
-/// runtime, which the SDK's default thread-based processor does not provide. Batch size
-/// and delay are the SDK defaults (512 spans, 5 s), as the seed had; `OTEL_BSP_*`
-/// variables adjust them.
-fn batch(
-    exporter: impl opentelemetry_sdk::trace::SpanExporter + 'static,
-) -> BatchSpanProcessor<Tokio> {
-    BatchSpanProcessor::builder(exporter, Tokio).build()
+                })?;
+            builder.with_span_processor(SpanBatcher::new(exporter, batch))
+        }
+    })
 }
 
 #[cfg(test)]

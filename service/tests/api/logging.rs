@@ -14,6 +14,23 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The value of the counter `name` (no labels) at the service's `/metrics`.
+async fn counter(service: &Service, name: &str) -> u64 {
+    let metrics = reqwest::get(service.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn log_file_gets_the_same_json_lines_and_is_flushed_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,10 +110,10 @@ async fn an_unwritable_log_file_degrades_to_stdout_with_one_warning() {
     assert_eq!(warnings().len(), 1, "{}", service.log());
 }
 
-/// Spans the batch processor had to drop (its queue full) are reported in the log, as the
-/// OpenTelemetry SDK's own warning, so an operator sees traces are incomplete.
+/// Spans the batch processor had to drop (its queue full) are reported in a warning and
+/// counted at `/metrics`, so an operator sees traces are incomplete.
 #[tokio::test]
-async fn dropped_spans_are_logged_as_a_warning() {
+async fn dropped_spans_are_logged_as_a_warning_and_counted() {
     let service = Service::start(&[
         ("OTEL_TRACES_SAMPLER", "always_on"),
         // Nothing listens there; the batch is only due in a minute anyway.
@@ -119,10 +136,9 @@ async fn dropped_spans_are_logged_as_a_warning() {
     let started = std::time::Instant::now();
     let warning = loop {
         let log = service.log();
-        if let Some(line) = json_lines(&log)
-            .into_iter()
-            .find(|line| line["target"] == "opentelemetry_sdk" && line["level"] == "WARN")
-        {
+        if let Some(line) = json_lines(&log).into_iter().find(|line| {
+            line["target"] == "cart_service::telemetry::span_batch" && line["level"] == "WARN"
+        }) {
             break line;
         }
         assert!(
@@ -132,9 +148,12 @@ async fn dropped_spans_are_logged_as_a_warning() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(
-        warning["message"].as_str().unwrap().contains("drop"),
+        warning["message"].as_str().unwrap().contains("dropped"),
         "{warning}"
     );
+    assert!(warning["dropped"].as_u64().unwrap() >= 1, "{warning}");
+    let dropped = counter(&service, "otel_spans_dropped_total").await;
+    assert!(dropped >= 1, "{dropped}");
 }
 
 /// A stdout nobody reads (a stalled log collector) costs log lines, counted in
@@ -163,21 +182,7 @@ async fn a_stalled_stdout_drops_lines_instead_of_holding_them() {
         sent.unwrap();
     }
 
-    let metrics = client
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let dropped: u64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("log_lines_dropped_total "))
-        .unwrap_or_else(|| panic!("no log_lines_dropped_total in:\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap();
+    let dropped = counter(&service, "log_lines_dropped_total").await;
     assert!(
         (10_000..REQUESTS).contains(&dropped),
         "{dropped} of {REQUESTS} access lines dropped{}",
