@@ -96,6 +96,8 @@ struct Queue {
     waiting: Vec<SyncSender<OTelSdkResult>>,
     /// Set by the shutdown: spans that end later are not exported.
     shut_down: bool,
+    /// Set when the export task has ended, with the shutdown or with its runtime.
+    task_ended: bool,
 }
 
 impl Shared {
@@ -116,8 +118,10 @@ impl<E: SpanExporter + 'static> SpanBatcher<E> {
             wake: Notify::new(),
         });
         let exporter = Arc::new(tokio::sync::Mutex::new(exporter));
+        // The guard is an argument, not a local: a task dropped before its first poll
+        // has run none of its body.
         tokio::spawn(export_until_shut_down(
-            Arc::clone(&shared),
+            EndsTask(Arc::clone(&shared)),
             Arc::clone(&exporter),
         ));
         Self { shared, exporter }
@@ -132,6 +136,9 @@ impl<E: SpanExporter + 'static> SpanBatcher<E> {
             if queue.shut_down {
                 return Err(OTelSdkError::AlreadyShutdown);
             }
+            if queue.task_ended {
+                return Err(task_ended());
+            }
             queue.shut_down = shut_down;
             queue.waiting.push(answer);
         }
@@ -140,11 +147,7 @@ impl<E: SpanExporter + 'static> SpanBatcher<E> {
             .recv_timeout(timeout)
             .unwrap_or_else(|error| match error {
                 std::sync::mpsc::RecvTimeoutError::Timeout => Err(OTelSdkError::Timeout(timeout)),
-                std::sync::mpsc::RecvTimeoutError::Disconnected => {
-                    Err(OTelSdkError::InternalFailure(
-                        "the span export task has stopped (the runtime shut down)".to_owned(),
-                    ))
-                }
+                std::sync::mpsc::RecvTimeoutError::Disconnected => Err(task_ended()),
             })
     }
 }
@@ -192,12 +195,32 @@ impl<E: SpanExporter + 'static> SpanProcessor for SpanBatcher<E> {
     }
 }
 
+fn task_ended() -> OTelSdkError {
+    OTelSdkError::InternalFailure(
+        "the span export task has ended with its runtime: the spans still queued are lost"
+            .to_owned(),
+    )
+}
+
+/// Marks the export task ended when it is dropped, finished or not (a runtime that shuts
+/// down drops its tasks), and lets its callers go: their answer will not come.
+struct EndsTask(Arc<Shared>);
+
+impl Drop for EndsTask {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock();
+        queue.task_ended = true;
+        queue.waiting.clear();
+    }
+}
+
 /// The export task: waits for a full batch, the schedule delay or a caller, exports
 /// what is due batch by batch, answers the callers, and ends after the shutdown.
 async fn export_until_shut_down<E: SpanExporter>(
-    shared: Arc<Shared>,
+    ends: EndsTask,
     exporter: Arc<tokio::sync::Mutex<E>>,
 ) {
+    let shared = &ends.0;
     let settings = shared.settings;
     let mut deadline = Instant::now() + settings.schedule_delay;
     loop {
@@ -441,6 +464,30 @@ mod tests {
         let sent = exporter.names().len() as u64;
         assert!(sent >= 4, "{sent}");
         assert_eq!(dropped_spans() - before, 10 - sent);
+    }
+
+    #[test]
+    fn a_shutdown_after_the_runtime_has_gone_fails_at_once() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (provider, exporter) = runtime.block_on(async { provider(settings(600_000, 10, 5)) });
+        end_spans(&provider, 2);
+        drop(runtime);
+        let started = std::time::Instant::now();
+
+        let shut = provider.shutdown();
+
+        assert!(
+            shut.as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("ended with its runtime"),
+            "{shut:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(exporter.names().is_empty());
     }
 
     #[test]
