@@ -84,8 +84,9 @@ fn throughput(report: &Report) -> Vec<Verdict> {
                 format!("at a {cores}-CPU limit")
             });
         Some((
+            // One decimal: a cost just over the limit must not read as the limit itself.
             format!(
-                "costs {:.0} % ({:.0} % of baseline, {cores})",
+                "costs {:.1} % ({:.1} % of baseline, {cores})",
                 cost * 100.0,
                 fraction * 100.0
             ),
@@ -229,6 +230,27 @@ mod tests {
 
         assert_eq!(outcome(&verdicts, "full observability"), Outcome::Miss);
         assert_eq!(outcome(&verdicts, "default sampling"), Outcome::Pass);
+    }
+
+    #[test]
+    fn a_cost_just_over_the_limit_does_not_read_as_the_limit() {
+        let mut report = fixture::report();
+        report.observability.runs[5].fraction_of_baseline = Some(0.8987);
+
+        let verdicts = evaluate(&report);
+
+        let default = verdicts
+            .iter()
+            .find(|v| v.name == "default sampling")
+            .unwrap();
+        assert_eq!(default.outcome, Outcome::Miss);
+        assert!(
+            default
+                .measured
+                .starts_with("costs 10.1 % (89.9 % of baseline"),
+            "{}",
+            default.measured
+        );
     }
 
     #[test]
