@@ -230,18 +230,28 @@ async fn export_until_shut_down<E: SpanExporter>(
         }
         let delay_passed = Instant::now() >= deadline;
         let mut result = Ok(());
+        // Spans that leave this round even short of a batch: those queued when the delay
+        // had passed, or before the latest caller asked. Spans that end meanwhile wait for
+        // a full batch or the next round, so a busy queue still leaves in full batches.
+        let mut due = None;
+        let mut callers = 0;
         let (waiting, shut_down) = loop {
             let (batch, dropped) = {
                 let mut queue = shared.lock();
-                let everything = delay_passed || !queue.waiting.is_empty();
+                if (due.is_none() && delay_passed) || queue.waiting.len() > callers {
+                    due = Some(queue.spans.len());
+                    callers = queue.waiting.len();
+                }
                 let dropped = std::mem::take(&mut queue.dropped);
                 let count = queue.spans.len();
-                let batch = if count >= settings.max_export_batch_size || (everything && count > 0)
-                {
-                    Some(take_batch(&mut queue.spans, settings.max_export_batch_size))
-                } else {
-                    None
-                };
+                let batch =
+                    if count >= settings.max_export_batch_size || due.is_some_and(|due| due > 0) {
+                        let batch = take_batch(&mut queue.spans, settings.max_export_batch_size);
+                        due = due.map(|due| due.saturating_sub(batch.len()));
+                        Some(batch)
+                    } else {
+                        None
+                    };
                 if batch.is_none() && dropped == 0 {
                     break (std::mem::take(&mut queue.waiting), queue.shut_down);
                 }
@@ -326,10 +336,13 @@ mod tests {
     struct Recorder {
         names: Arc<Mutex<Vec<String>>>,
         shut_down: Arc<AtomicBool>,
+        /// How long each export takes.
+        takes: Duration,
     }
 
     impl SpanExporter for Recorder {
         async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            tokio::time::sleep(self.takes).await;
             let mut names = self.names.lock().unwrap();
             names.extend(batch.into_iter().map(|span| span.name.into_owned()));
             Ok(())
@@ -464,6 +477,36 @@ mod tests {
         let sent = exporter.names().len() as u64;
         assert!(sent >= 4, "{sent}");
         assert_eq!(dropped_spans() - before, 10 - sent);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spans_that_end_during_the_delay_export_wait_for_the_next_round() {
+        let exporter = Recorder {
+            takes: Duration::from_millis(20),
+            ..Recorder::default()
+        };
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(SpanBatcher::new(exporter.clone(), settings(100, 100, 10)))
+            .build();
+        end_spans(&provider, 3);
+
+        // The delay passes at 100 ms; its export runs until 120 ms.
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        end_spans(&provider, 2);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(
+            exporter.names().len(),
+            3,
+            "the two are not chased at 150 ms"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        assert_eq!(exporter.names().len(), 5, "the next round took them");
+        assert!(
+            blocking(&provider, SdkTracerProvider::shutdown)
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

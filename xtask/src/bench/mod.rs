@@ -194,7 +194,9 @@ impl Settings {
         let _ = writeln!(
             text,
             "     then {} such rounds with each service in a cgroup limited to {} CPU (a pod at \
-             its limit;\n     the budget judges these), when this machine lets the bench make one",
+             its limit;\n     the budget judges these), when this machine lets the bench make one, \
+             with a baseline\n     after each setting too, each setting compared with the mean \
+             of the baselines around it",
             observe::LIMITED_ROUNDS,
             observe::POD_CPU_LIMIT
         );
@@ -367,6 +369,10 @@ mod tests {
         );
         assert!(
             text.contains("then 5 such rounds with each service in a cgroup limited to 0.5 CPU"),
+            "{text}"
+        );
+        assert!(
+            text.contains("each setting compared with the mean of the baselines around it"),
             "{text}"
         );
         assert!(!text.contains("get.lua"), "{text}");
