@@ -73,6 +73,20 @@ impl Destination {
     }
 }
 
+#[cfg(test)]
+impl Destination {
+    /// A gRPC destination at `endpoint`, named by `variable`, with the default timeout:
+    /// what the exporter's own tests start from.
+    pub(crate) fn grpc(variable: &'static str, endpoint: &str) -> Self {
+        Self {
+            variable,
+            endpoint: endpoint.to_owned(),
+            protocol: OtlpProtocol::Grpc,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// The provider every span goes through: sampler and resource from `config`, and a batch
 /// OTLP exporter when an endpoint is set ([`Destination`]).
 pub fn provider(config: &Config) -> Result<SdkTracerProvider, String> {

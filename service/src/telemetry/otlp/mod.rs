@@ -294,17 +294,11 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use crate::config::OtlpProtocol;
     use crate::telemetry::otel::Destination;
 
     /// The exporter for `endpoint`, with no other variables set.
     fn exporter(endpoint: &str) -> GrpcSpanExporter {
-        let destination = Destination {
-            variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
-            endpoint: endpoint.to_owned(),
-            protocol: OtlpProtocol::Grpc,
-            timeout: Duration::from_secs(10),
-        };
+        let destination = Destination::grpc("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
         GrpcSpanExporter::new(Settings::new(&destination, |_| None).unwrap()).unwrap()
     }
 

@@ -167,17 +167,11 @@ fn hex_digit(byte: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::OtlpProtocol;
 
     /// The settings for `endpoint` (`OTEL_EXPORTER_OTLP_ENDPOINT`) in an environment
     /// holding only `vars`.
     fn settings(endpoint: &str, vars: &[(&str, &str)]) -> Result<Settings, String> {
-        let destination = Destination {
-            variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
-            endpoint: endpoint.to_owned(),
-            protocol: OtlpProtocol::Grpc,
-            timeout: Duration::from_secs(10),
-        };
+        let destination = Destination::grpc("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
         Settings::new(&destination, |name| {
             vars.iter()
                 .find(|(key, _)| *key == name)
@@ -257,12 +251,10 @@ mod tests {
 
     #[test]
     fn a_bad_traces_endpoint_is_named_as_that_variable() {
-        let destination = Destination {
-            variable: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            endpoint: "https://collector:4317".to_owned(),
-            protocol: OtlpProtocol::Grpc,
-            timeout: Duration::from_secs(10),
-        };
+        let destination = Destination::grpc(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "https://collector:4317",
+        );
 
         let error = Settings::new(&destination, |_| None).unwrap_err();
 
