@@ -265,7 +265,11 @@ async fn export_until_shut_down<E: SpanExporter>(
                 );
             }
             if let Some(batch) = batch {
-                result = export(&exporter, batch, settings.export_timeout).await;
+                let this_one = export(&exporter, batch, settings.export_timeout).await;
+                // The callers hear of the round's first failure, not only of its last export.
+                if result.is_ok() {
+                    result = this_one;
+                }
             }
         };
         if delay_passed {
@@ -338,11 +342,21 @@ mod tests {
         shut_down: Arc<AtomicBool>,
         /// How long each export takes.
         takes: Duration,
+        /// Exports still to fail, before any succeeds.
+        failures: Arc<AtomicU64>,
     }
 
     impl SpanExporter for Recorder {
         async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
             tokio::time::sleep(self.takes).await;
+            let failing =
+                self.failures
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                        left.checked_sub(1)
+                    });
+            if failing.is_ok() {
+                return Err(OTelSdkError::InternalFailure("collector down".to_owned()));
+            }
             let mut names = self.names.lock().unwrap();
             names.extend(batch.into_iter().map(|span| span.name.into_owned()));
             Ok(())
@@ -461,6 +475,34 @@ mod tests {
         end_spans(&provider, 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(exporter.names().len(), 9, "nothing after the shutdown");
+    }
+
+    /// On one thread, the export task runs only once the flush is awaited: the three
+    /// spans leave in that round, as two exports.
+    #[tokio::test]
+    async fn a_flush_reports_a_failed_export_though_a_later_one_succeeded() {
+        let exporter = Recorder {
+            failures: Arc::new(AtomicU64::new(1)),
+            ..Recorder::default()
+        };
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(SpanBatcher::new(exporter.clone(), settings(600_000, 10, 2)))
+            .build();
+        end_spans(&provider, 3);
+
+        let flushed = blocking(&provider, SdkTracerProvider::force_flush).await;
+
+        assert!(flushed.is_err(), "{flushed:?}");
+        assert_eq!(
+            exporter.names(),
+            ["span-2"],
+            "the second export went through"
+        );
+        assert!(
+            blocking(&provider, SdkTracerProvider::shutdown)
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
