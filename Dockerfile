@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # cart-service image: a cached dependency layer (cargo-chef), a `--locked` release build
 # of the service only, and a distroless nonroot runtime holding the binary and an empty
 # /var/log/app owned by UID 65532, so a fresh volume mounted there is writable.

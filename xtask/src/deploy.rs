@@ -1,7 +1,8 @@
-//! `cargo xtask deploy`: `helm upgrade --install` of the chart into the current kubeconfig
-//! context (or `--context`), then a kube-rs wait until every `Deployment` and `StatefulSet`
-//! of the release is ready. `kind-up` builds its install step here too, so both install
-//! the chart the same way. Running it twice is an upgrade to the same state.
+//! `cargo xtask deploy`: a kube-rs check that the current kubeconfig context (or
+//! `--context`) has an API server that answers, `helm upgrade --install` of the chart into
+//! it, then a kube-rs wait until every `Deployment` and `StatefulSet` of the release is
+//! ready. `kind-up` builds its install step here too, so both install the chart the same
+//! way. Running it twice is an upgrade to the same state.
 
 use std::time::Duration;
 
@@ -16,15 +17,7 @@ use crate::tools;
 
 impl flags::Deploy {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let release = self.target.release();
-        let image = self.image.as_deref().map(split_reference);
-        let plan = Plan::new("cargo xtask deploy")
-            .run(helm_install(&release, &self.values, image))
-            .step(Step::Kube(KubeStep::WaitReady {
-                release: release.clone(),
-                timeout: Duration::from_secs(self.timeout),
-            }))
-            .step(Step::Say(reach_hint(&release)));
+        let plan = self.plan();
         if self.dry_run {
             println!("{plan}");
             return Ok(());
@@ -32,6 +25,23 @@ impl flags::Deploy {
         put_pinned_tools_on_path(sh);
         tools::HELM.require(sh)?;
         plan.execute(sh)
+    }
+
+    /// The cluster check comes first: helm without a kubeconfig falls back to
+    /// `localhost:8080`, which may be anything, `cargo xtask dev`'s service included.
+    fn plan(&self) -> Plan {
+        let release = self.target.release();
+        let image = self.image.as_deref().map(split_reference);
+        Plan::new("cargo xtask deploy")
+            .step(Step::Kube(KubeStep::CheckCluster {
+                release: release.clone(),
+            }))
+            .run(helm_install(&release, &self.values, image))
+            .step(Step::Kube(KubeStep::WaitReady {
+                release: release.clone(),
+                timeout: Duration::from_secs(self.timeout),
+            }))
+            .step(Step::Say(reach_hint(&release)))
     }
 }
 
@@ -117,27 +127,22 @@ mod tests {
         let Task::Deploy(deploy) = Xtask::parse_from(args).task else {
             panic!("not deploy");
         };
-        let release = deploy.target.release();
-        let image = deploy.image.as_deref().map(split_reference);
-        Plan::new("cargo xtask deploy")
-            .run(helm_install(&release, &deploy.values, image))
-            .step(Step::Kube(KubeStep::WaitReady {
-                release,
-                timeout: Duration::from_secs(deploy.timeout),
-            }))
-            .to_string()
+        deploy.plan().to_string()
     }
 
     #[test]
-    fn deploy_installs_the_chart_into_the_current_context_then_waits_with_kube_rs() {
+    fn deploy_checks_the_current_context_then_installs_the_chart_and_waits_with_kube_rs() {
         let text = plan_for(&["cargo xtask", "deploy"]);
 
         assert_eq!(
             text,
             "cargo xtask deploy would run, in order, stopping at the first failure:\n\
-             \x20 1. helm upgrade --install cart charts/cart-service --namespace cart --create-namespace\n\
-             \x20 2. (kube-rs) wait up to 300s until every Deployment and StatefulSet labelled \
-             app.kubernetes.io/instance=cart in namespace cart is ready"
+             \x20 1. (kube-rs) check that a kubeconfig names the cluster of the current context \
+             and that its API server answers\n\
+             \x20 2. helm upgrade --install cart charts/cart-service --namespace cart --create-namespace\n\
+             \x20 3. (kube-rs) wait up to 300s until every Deployment and StatefulSet labelled \
+             app.kubernetes.io/instance=cart in namespace cart is ready\n\
+             \x20 4. print: release cart is ready in namespace cart. Next:"
         );
     }
 
@@ -165,11 +170,14 @@ mod tests {
         assert_eq!(
             text,
             "cargo xtask deploy would run, in order, stopping at the first failure:\n\
-             \x20 1. helm upgrade --install shop charts/cart-service --namespace prod --create-namespace \
+             \x20 1. (kube-rs) check that a kubeconfig names the cluster of context gke \
+             and that its API server answers\n\
+             \x20 2. helm upgrade --install shop charts/cart-service --namespace prod --create-namespace \
              --kube-context gke --values a.yaml --values b.yaml \
              --set image.repository=registry:5000/cart-service --set image.tag=1.2.3\n\
-             \x20 2. (kube-rs) wait up to 60s until every Deployment and StatefulSet labelled \
-             app.kubernetes.io/instance=shop in namespace prod (context gke) is ready"
+             \x20 3. (kube-rs) wait up to 60s until every Deployment and StatefulSet labelled \
+             app.kubernetes.io/instance=shop in namespace prod (context gke) is ready\n\
+             \x20 4. print: release shop is ready in namespace prod. Next:"
         );
     }
 

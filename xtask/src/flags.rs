@@ -31,6 +31,10 @@ pub enum Task {
     K6(K6),
     /// Drive /stress and print the HorizontalPodAutoscaler live until it reaches max replicas.
     HpaDemo(HpaDemo),
+    /// Build the image and prove the whole deployment on a real cluster: chart, probes, logs, traces, k6, HPA, rollouts, Redis persistence.
+    E2e(E2e),
+    /// docker compose up the unmodified docker-compose.yml, round-trip a cart, find its log line and trace, then down -v.
+    ComposeSmoke(ComposeSmoke),
     /// Write the generated files: values.schema.json, the chart README's values table, k8s/.
     Gen(Gen),
     /// Install the pinned tools (helm, kubernetes-validate, checkov) under target/tools.
@@ -218,6 +222,60 @@ pub struct HpaDemo {
     #[arg(long, default_value_t = 360)]
     pub cooldown: u64,
     /// Print the plan, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cargo xtask e2e`: the deployment story on whatever cluster `KUBECONFIG` (or `--context`)
+/// and Docker engine (`DOCKER_HOST`) it is given: kind after `kind-up`, or any other.
+#[derive(Debug, Args)]
+pub struct E2e {
+    /// Helm release name.
+    #[arg(long, default_value = "e2e")]
+    pub release: String,
+    /// Namespace, created fresh (deleted first if it exists) with Pod Security `restricted` enforced.
+    #[arg(long, default_value = "cart-e2e")]
+    pub namespace: String,
+    /// kubeconfig context; default the current one.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Image reference to build and load; default `cart-service:<crate version>-<git sha>`.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Use the image `--tag` names as it is, without building it.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Command words to run `docker build` under, such as `testbed with-net` where builds need an uplink.
+    #[arg(long, value_name = "COMMAND")]
+    pub build_with: Option<String>,
+    /// Command that loads images into the cluster's nodes; the image names are appended
+    /// (`testbed load-image`). Default: `kind load docker-image` for a `kind-*` context.
+    #[arg(long, value_name = "COMMAND")]
+    pub load_with: Option<String>,
+    /// Steps to skip, comma-separated (see the summary's names).
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Leave the namespace and release in place at the end (they are kept after a failure anyway).
+    #[arg(long)]
+    pub keep: bool,
+    /// Print the steps, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cargo xtask compose-smoke`: the laptop stack for real, with images already present.
+#[derive(Debug, Args)]
+pub struct ComposeSmoke {
+    /// The compose project name, so a stack you already run is left alone.
+    #[arg(long, default_value = "cart-smoke")]
+    pub project: String,
+    /// Build `cart-service:dev` first even when it exists.
+    #[arg(long)]
+    pub build: bool,
+    /// Command words to run `docker build` under, such as `testbed with-net`.
+    #[arg(long, value_name = "COMMAND")]
+    pub build_with: Option<String>,
+    /// Print the steps, and run nothing.
     #[arg(long)]
     pub dry_run: bool,
 }

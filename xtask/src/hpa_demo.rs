@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xshell::Shell;
 
 use crate::cluster::hpa::Row;
-use crate::cluster::{Release, context_suffix, pods};
+use crate::cluster::{KubeStep, Release, context_suffix, pods};
 use crate::flags;
 
 impl flags::HpaDemo {
@@ -38,12 +38,16 @@ impl flags::HpaDemo {
     fn describe(&self, release: &Release) -> String {
         format!(
             "cargo xtask hpa-demo would, with kube-rs only (no kubectl, no external program):\n\
-             \x20 1. find the HorizontalPodAutoscaler labelled {selector} in namespace {ns}{context}\n\
-             \x20 2. keep {n} requests `POST /stress?cpu_iterations={cpu}` in flight, each through a port-forward \
+             \x20 1. {check}\n\
+             \x20 2. find the HorizontalPodAutoscaler labelled {selector} in namespace {ns}{context}\n\
+             \x20 3. keep {n} requests `POST /stress?cpu_iterations={cpu}` in flight, each through a port-forward \
              to the next ready pod labelled {selector}\n\
-             \x20 3. watch the HPA and print a row per change (time, replicas current/desired, cpu current/target) \
+             \x20 4. watch the HPA and print a row per change (time, replicas current/desired, cpu current/target) \
              until current replicas reach max or {timeout}s pass\n\
-             \x20 4. stop the load, and keep printing rows until the HPA scales down or {cooldown}s pass",
+             \x20 5. stop the load, and keep printing rows until the HPA scales down or {cooldown}s pass",
+            check = KubeStep::CheckCluster {
+                release: release.clone()
+            },
             selector = release.api_selector(),
             ns = release.namespace,
             context = context_suffix(release.context.as_deref()),
@@ -55,7 +59,7 @@ impl flags::HpaDemo {
     }
 
     async fn demo(self, release: Release) -> anyhow::Result<()> {
-        let client = release.client().await?;
+        let client = release.connect().await?;
         let hpa = find_hpa(client.clone(), &release).await?;
         let started = Instant::now();
         println!(
@@ -122,22 +126,28 @@ pub async fn find_hpa(client: Client, release: &Release) -> anyhow::Result<Strin
         .await
         .with_context(|| {
             format!(
-                "cannot list HorizontalPodAutoscalers in namespace {}",
+                "cannot list HorizontalPodAutoscalers in namespace {}{}: the cluster must serve \
+                 autoscaling/v2 (Kubernetes 1.23 or later) and let you list them \
+                 (`kubectl auth can-i list horizontalpodautoscalers -n {}`)",
+                release.namespace,
+                context_suffix(release.context.as_deref()),
                 release.namespace
             )
         })?;
     match listed.items.first() {
         Some(hpa) => Ok(hpa.name_any()),
         None => bail!(
-            "no HorizontalPodAutoscaler labelled {} in namespace {}: install the chart with autoscaling.enabled=true",
+            "no HorizontalPodAutoscaler labelled {} in namespace {}{}: run `cargo xtask deploy` \
+             (or `cargo xtask kind-up`) first, and install the chart with autoscaling.enabled=true",
             release.api_selector(),
-            release.namespace
+            release.namespace,
+            context_suffix(release.context.as_deref()),
         ),
     }
 }
 
 /// Prints a row whenever the HPA's row changes; true once `done` holds, false at the deadline.
-async fn watch_rows(
+pub async fn watch_rows(
     hpas: Api<HorizontalPodAutoscaler>,
     name: &str,
     started: Instant,
@@ -148,10 +158,17 @@ async fn watch_rows(
     let mut last: Option<Row> = None;
     let watch = async {
         while let Some(event) = stream.next().await {
-            let Some(hpa) =
-                event.with_context(|| format!("cannot watch HorizontalPodAutoscaler {name}"))?
+            let Some(hpa) = event.with_context(|| {
+                format!(
+                    "cannot watch HorizontalPodAutoscaler {name}: is the cluster still running? \
+                     (`kubectl cluster-info`)"
+                )
+            })?
             else {
-                bail!("HorizontalPodAutoscaler {name} was deleted");
+                bail!(
+                    "HorizontalPodAutoscaler {name} was deleted during the demo: run \
+                     `cargo xtask deploy` again, then `cargo xtask hpa-demo`"
+                );
             };
             let row = Row::from_hpa(&hpa, started.elapsed());
             let changed = last.as_ref().is_none_or(|previous| {
@@ -174,7 +191,7 @@ async fn watch_rows(
 }
 
 /// One worker: stress requests back to back, each to the next ready pod in turn.
-async fn stress_loop(
+pub async fn stress_loop(
     client: Client,
     release: Release,
     cpu_iterations: u32,
@@ -254,6 +271,12 @@ mod tests {
             text.contains("until the HPA scales down or 360s pass"),
             "{text}"
         );
+        assert!(
+            text.contains(
+                "\n  1. check that a kubeconfig names the cluster of the current context"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -308,8 +331,25 @@ mod tests {
             .to_string();
 
         assert!(
-            error.ends_with("install the chart with autoscaling.enabled=true"),
+            error.ends_with(
+                "run `cargo xtask deploy` (or `cargo xtask kind-up`) first, \
+                 and install the chart with autoscaling.enabled=true"
+            ),
             "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn find_hpa_when_listing_fails_says_what_the_cluster_must_allow() {
+        let (client, _) = mock::client(Vec::new());
+
+        let error = find_hpa(client, &mock::release()).await.unwrap_err();
+
+        assert_eq!(
+            error.to_string(),
+            "cannot list HorizontalPodAutoscalers in namespace cart: the cluster must serve \
+             autoscaling/v2 (Kubernetes 1.23 or later) and let you list them \
+             (`kubectl auth can-i list horizontalpodautoscalers -n cart`)"
         );
     }
 }

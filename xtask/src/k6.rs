@@ -6,14 +6,18 @@
 use anyhow::Context;
 use xshell::Shell;
 
+use kube::Client;
+
 use crate::cluster::{KubeStep, Release, pods};
 use crate::command::Invocation;
 use crate::flags;
 use crate::plan::{Plan, Step};
 use crate::tools;
 
-/// The script, shipped here; k6 itself (AGPL) is the user's to install.
+/// The script, shipped here; k6 itself (AGPL) is built by `cargo xtask tools`, never shipped.
 pub const SCRIPT: &str = "scripts/k6-load-test.js";
+/// The pinned k6, relative to the workspace root where the task runs.
+const K6: &str = "target/tools/bin/k6";
 
 impl flags::K6 {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
@@ -23,30 +27,21 @@ impl flags::K6 {
             println!("{}", plan(&release, self.local_port, &k6));
             return Ok(());
         }
-        tools::K6.require(sh)?;
+        tools::PINNED_K6.require()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
         let code = runtime.block_on(async {
-            let client = release.client().await?;
-            let targets = pods::list_targets(client.clone(), &release).await?;
-            let (listener, address) = pods::bind(self.local_port).await?;
-            println!(
-                "==> port-forward http://{address} -> {} ready pod(s) of release {}",
-                targets.len(),
-                release.name
-            );
-            let forward = tokio::spawn(pods::serve(listener, client, release));
-            println!("==> {k6}");
-            let status = tokio::process::Command::new(&k6.program)
-                .args(&k6.args)
-                .envs(k6.env.iter().map(|(k, v)| (k, v)))
-                .current_dir(sh.current_dir())
-                .status()
-                .await
-                .context("cannot run k6")?;
-            forward.abort();
-            anyhow::Ok(status.code().unwrap_or(1))
+            let client = release.connect().await?;
+            forwarded(
+                sh,
+                client,
+                release,
+                self.local_port,
+                self.vus,
+                self.duration.as_deref(),
+            )
+            .await
         })?;
         drop(runtime);
         if code != 0 {
@@ -57,9 +52,40 @@ impl flags::K6 {
     }
 }
 
+/// Runs k6 against a kube-rs port-forward to the release's ready pods on `local_port`
+/// (0: any free port); returns k6's exit code (99: a threshold failed).
+pub async fn forwarded(
+    sh: &Shell,
+    client: Client,
+    release: Release,
+    local_port: u16,
+    vus: Option<u32>,
+    duration: Option<&str>,
+) -> anyhow::Result<i32> {
+    let targets = pods::list_targets(client.clone(), &release).await?;
+    let (listener, address) = pods::bind(local_port).await?;
+    println!(
+        "==> port-forward http://{address} -> {} ready pod(s) of release {}",
+        targets.len(),
+        release.name
+    );
+    let forward = tokio::spawn(pods::serve(listener, client, release));
+    let k6 = k6_run(address.port(), vus, duration);
+    println!("==> {k6}");
+    let status = tokio::process::Command::new(&k6.program)
+        .args(&k6.args)
+        .envs(k6.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(sh.current_dir())
+        .status()
+        .await
+        .context("cannot run k6");
+    forward.abort();
+    Ok(status?.code().unwrap_or(1))
+}
+
 /// The k6 command: the script with `BASE_URL`, and `VUS`/`DURATION` when a constant load was asked for.
 fn k6_run(local_port: u16, vus: Option<u32>, duration: Option<&str>) -> Invocation {
-    let mut k6 = Invocation::new("k6")
+    let mut k6 = Invocation::new(K6)
         .args(["run", SCRIPT])
         .env("BASE_URL", format!("http://127.0.0.1:{local_port}"));
     if let (Some(vus), Some(duration)) = (vus, duration) {
@@ -106,7 +132,7 @@ mod tests {
              \x20 1. (kube-rs) port-forward 127.0.0.1:18080 to the ready pods labelled \
              app.kubernetes.io/instance=cart,app.kubernetes.io/component=api in namespace cart, \
              one pod per connection in turn\n\
-             \x20 2. BASE_URL=http://127.0.0.1:18080 k6 run scripts/k6-load-test.js\n\
+             \x20 2. BASE_URL=http://127.0.0.1:18080 target/tools/bin/k6 run scripts/k6-load-test.js\n\
              \x20 3. print: stop the port-forward; exit with k6's status"
         );
     }
@@ -125,7 +151,7 @@ mod tests {
         ]);
 
         assert!(
-            text.contains("\n  2. BASE_URL=http://127.0.0.1:9999 VUS=20 DURATION=2m k6 run scripts/k6-load-test.js\n"),
+            text.contains("\n  2. BASE_URL=http://127.0.0.1:9999 VUS=20 DURATION=2m target/tools/bin/k6 run scripts/k6-load-test.js\n"),
             "{text}"
         );
     }

@@ -15,7 +15,7 @@ use crate::cluster::{KubeStep, NAMESPACE, RELEASE, Release};
 use crate::command::Invocation;
 use crate::deploy::{helm_install, put_pinned_tools_on_path, reach_hint};
 use crate::flags;
-use crate::image::Build;
+use crate::image::{self, Build};
 use crate::plan::{Plan, Step};
 use crate::tools;
 
@@ -36,7 +36,11 @@ impl flags::KindUp {
         for tool in [&tools::KIND, &tools::HELM] {
             tool.require(sh)?;
         }
-        tools::DOCKER.require(sh)?;
+        // kind runs its nodes as containers, so the engine must answer even with --no-build.
+        image::require_docker_engine(sh)?;
+        if !self.no_build {
+            image::require_buildx(sh)?;
+        }
         plan.execute(sh)
     }
 }

@@ -14,8 +14,10 @@ mod codegen;
 mod command;
 #[cfg(test)]
 mod compose;
+mod compose_smoke;
 mod deploy;
 mod dev;
+mod e2e;
 mod flags;
 mod hpa_demo;
 mod image;
@@ -54,6 +56,8 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
         flags::Task::Deploy(task) => task.run(&sh),
         flags::Task::K6(task) => task.run(&sh),
         flags::Task::HpaDemo(task) => task.run(&sh),
+        flags::Task::E2e(task) => task.run(&sh),
+        flags::Task::ComposeSmoke(task) => task.run(&sh),
         flags::Task::Gen(task) => task.run(&sh),
         flags::Task::Tools(task) => task.run(&sh),
         flags::Task::Chart(task) => task.run(&sh),

@@ -57,13 +57,6 @@ pub static HELM: Tool = Tool {
               cluster tasks put on PATH) or see https://helm.sh/docs/intro/install/",
 };
 
-/// k6, for `cargo xtask k6`. AGPL-licensed: the project ships the script, never k6.
-pub static K6: Tool = Tool {
-    name: "k6",
-    install: "k6 is not shipped with this project (AGPL): install it from \
-              https://grafana.com/docs/k6/latest/set-up/install-k6/",
-};
-
 /// Node.js, for the syntax check of scripts/k6-load-test.js.
 pub static NODE: Tool = Tool {
     name: "node",
@@ -77,8 +70,9 @@ pub const METRICS_SERVER_CHART_VERSION: &str = "3.13.0";
 /// The tools the project installs itself, under `target/tools`, each at a pinned version:
 /// the one place those versions live. `cargo xtask tools` installs what is missing or
 /// outdated (`cargo xtask ci` runs it first); `Pinned::require` says to run it.
-pub static PINNED: [&Pinned; 6] = [
+pub static PINNED: [&Pinned; 7] = [
     &PINNED_HELM,
+    &PINNED_K6,
     &PINNED_KUBERNETES_VALIDATE,
     &PINNED_CHECKOV,
     &PINNED_HADOLINT,
@@ -91,6 +85,14 @@ pub static PINNED_HELM: Pinned = Pinned {
     name: "helm",
     version: "v3.22.0",
     source: Source::GoModule("helm.sh/helm/v3/cmd/helm"),
+};
+
+/// k6, for `cargo xtask k6` and `e2e`: a test tool built here from the Go module proxy.
+/// It is AGPL-licensed, so the project pins it and builds it, and never vendors or ships it.
+pub static PINNED_K6: Pinned = Pinned {
+    name: "k6",
+    version: "v1.8.1",
+    source: Source::GoModule("go.k6.io/k6"),
 };
 
 /// `kubernetes-validate` from `PyPI`: strict validation against bundled Kubernetes schemas.

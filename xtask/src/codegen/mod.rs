@@ -26,6 +26,15 @@ const K8S_RELEASE: &str = "cart-service";
 
 impl flags::Gen {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        if !self.check {
+            // Helm validates the values against the schema on disk while rendering k8s/,
+            // so a new value needs its schema written first.
+            let path = crate::workspace_root()
+                .join(CHART)
+                .join("values.schema.json");
+            let schema = serde_json::to_string_pretty(&values_schema())? + "\n";
+            fs::write(&path, schema).with_context(|| format!("cannot write {}", path.display()))?;
+        }
         let files = generate(sh)?;
         if self.check {
             let stale = stale(&files);

@@ -6,14 +6,19 @@ use serde::{Deserialize, Serialize};
 
 use super::scalars::{Image, Quantity, RedisMemory, Resources};
 
-/// The Fluent Bit sidecar.
+/// The log-shipper sidecar.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogShipper {
     /// Run it, as a native sidecar (an init container with `restartPolicy: Always`) tailing `LOG_FILE`; off means logs go to stdout only.
     pub enabled: bool,
-    /// The Fluent Bit image.
+    /// `fluent-bit` parses the JSON lines and sends them to `outputs`, remembering its file offsets across restarts; `tail` (busybox `tail -F`) streams them to the sidecar's stdout for the node's log agent.
+    #[serde(rename = "type")]
+    pub kind: ShipperKind,
+    /// The Fluent Bit image (type `fluent-bit`).
     pub image: Image,
+    /// The busybox image of type `tail`.
+    pub tail_image: Image,
     /// `sizeLimit` of the emptyDir shared with the service for its daily-rotated log files.
     pub log_volume_size_limit: Quantity,
     /// Fluent Bit `[OUTPUT]` sections; the default prints every record to the sidecar's stdout.
@@ -21,6 +26,14 @@ pub struct LogShipper {
     pub outputs: String,
     /// Requests and limits of the sidecar.
     pub resources: Resources,
+}
+
+/// Which program ships the log file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShipperKind {
+    FluentBit,
+    Tail,
 }
 
 /// Redis in the release.

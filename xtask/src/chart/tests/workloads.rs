@@ -204,6 +204,57 @@ fn log_shipper_is_a_native_sidecar_tailing_the_rotated_log_files() {
 }
 
 #[test]
+fn log_shipper_type_tail_follows_the_newest_file_with_busybox_and_drops_fluent_bit() {
+    let rendered = render_set("default", &[("logShipper.type", "tail")]);
+    let pod = rendered.api_pod();
+
+    let sidecar = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == "log-shipper")
+        .expect("a log-shipper init container");
+    assert_eq!(sidecar.image.as_deref(), Some("busybox:1.37"));
+    assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+    let script = sidecar
+        .args
+        .iter()
+        .flatten()
+        .next()
+        .expect("the follow script");
+    // `$$(` reaches the shell as `$(`; a bare `$(` would be the kubelet's variable syntax.
+    assert!(
+        script.contains("newest=$$(ls -1 /var/log/app/cart-service.log*"),
+        "{script}"
+    );
+    assert!(script.contains("tail -n +1 -F \"$newest\""), "{script}");
+    assert!(sidecar.liveness_probe.is_some() && sidecar.readiness_probe.is_none());
+    let mounts = sidecar.volume_mounts.iter().flatten();
+    assert_eq!(
+        mounts
+            .map(|m| (m.mount_path.as_str(), m.read_only))
+            .collect::<Vec<_>>(),
+        [("/var/log/app", Some(true))]
+    );
+    assert!(
+        rendered.config_maps.iter().all(|c| !c
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .ends_with("fluent-bit")),
+        "no Fluent Bit config without Fluent Bit"
+    );
+    let volumes: Vec<&str> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert!(!volumes.contains(&"fluent-bit-config"), "{volumes:?}");
+}
+
+#[test]
 fn redis_keeps_its_data_on_a_claim_only_when_persistence_is_on() {
     let on = render_set("default", &[]);
     let off = render_set("persistence-off", &[]);
