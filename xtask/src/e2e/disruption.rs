@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{
     AttachParams, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams,
 };
-use kube::runtime::wait::await_condition;
+use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
 use tokio::io::AsyncReadExt as _;
 
@@ -119,10 +119,19 @@ pub async fn pod_delete(client: &Client, release: &Release) -> anyhow::Result<St
             let targets = pods::list_targets(client.clone(), release).await?;
             let victim = &targets[0].pod;
             let pods: Api<Pod> = Api::namespaced(client.clone(), &release.namespace);
+            let uid = pods.get(victim).await?.uid().unwrap_or_default();
             println!("==> deleting pod {victim}");
+            let started = Instant::now();
             pods.delete(victim, &DeleteParams::default()).await?;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            wait_rolled_out(&deployments, &name).await
+            // Gone means its whole shutdown ran: drain delay, in-flight requests, flush.
+            tokio::time::timeout(
+                Duration::from_mins(2),
+                await_condition(pods.clone(), victim, conditions::is_deleted(&uid)),
+            )
+            .await
+            .with_context(|| format!("pod {victim} still there 120s after its deletion"))??;
+            wait_rolled_out(&deployments, &name).await?;
+            Ok(started.elapsed())
         }),
     )
     .await
