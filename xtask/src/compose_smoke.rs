@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use xshell::Shell;
 
+use crate::docker::{require_compose, require_docker_engine};
 use crate::e2e::http::trace_id;
 use crate::e2e::report::Report;
 use crate::flags;
-use crate::image::{Build, require_compose, require_docker_engine};
+use crate::image::Build;
 
 /// The image docker-compose.yml runs as cart-service.
 pub const IMAGE: &str = "cart-service:dev";

@@ -14,8 +14,9 @@ use xshell::Shell;
 use crate::cluster::{KubeStep, NAMESPACE, RELEASE, Release};
 use crate::command::Invocation;
 use crate::deploy::{helm_install, put_pinned_tools_on_path, reach_hint};
+use crate::docker;
 use crate::flags;
-use crate::image::{self, Build};
+use crate::image::Build;
 use crate::plan::{Plan, Step};
 use crate::tools;
 
@@ -37,9 +38,9 @@ impl flags::KindUp {
             tool.require(sh)?;
         }
         // kind runs its nodes as containers, so the engine must answer even with --no-build.
-        image::require_docker_engine(sh)?;
+        docker::require_docker_engine(sh)?;
         if !self.no_build {
-            image::require_buildx(sh)?;
+            docker::require_buildx(sh)?;
         }
         plan.execute(sh)
     }

@@ -17,6 +17,7 @@ mod compose;
 mod compose_smoke;
 mod deploy;
 mod dev;
+mod docker;
 mod e2e;
 mod flags;
 mod hpa_demo;

@@ -18,8 +18,9 @@ use super::VALUES;
 use crate::cluster::{CHART, Release};
 use crate::command::Invocation;
 use crate::deploy::helm_install;
+use crate::docker::{require_buildx, require_docker_engine};
 use crate::flags;
-use crate::image::{Build, require_buildx, require_docker_engine};
+use crate::image::Build;
 
 /// The image's user: distroless `nonroot`, which the chart's security context expects.
 pub const IMAGE_USER: &str = "65532:65532";
