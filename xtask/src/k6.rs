@@ -70,7 +70,11 @@ pub async fn forwarded(
         release.name
     );
     let forward = tokio::spawn(pods::serve(listener, client, release));
-    let k6 = k6_run(address.port(), vus, duration);
+    let mut k6 = k6_run(address.port(), vus, duration);
+    // Without a terminal k6 prints its progress bar as a new line every second.
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        k6 = k6.args(["--quiet"]);
+    }
     println!("==> {k6}");
     let status = tokio::process::Command::new(&k6.program)
         .args(&k6.args)

@@ -33,6 +33,9 @@ pub use setup::wrapped;
 /// The values `e2e` installs with, on top of the chart's defaults.
 pub const VALUES: &str = "charts/cart-service/ci/e2e-values.yaml";
 
+/// The steps that set the release up, in order.
+const SETUP: [&str; 4] = ["image", "load", "namespace", "install"];
+
 /// The steps, in order: the first four set the release up and stop the run when one
 /// fails; the checks after them each run and report.
 pub const STEPS: [(&str, &str); 13] = [
@@ -181,13 +184,10 @@ impl Run<'_> {
                 self.report.skip(name, "--skip");
                 continue;
             }
-            let setup = ["image", "load", "namespace", "install"].contains(&name);
-            if !setup
-                && self.report.rows.iter().any(|row| {
-                    ["image", "load", "namespace", "install"].contains(&row.name)
-                        && matches!(row.outcome, report::Outcome::Failed(_))
-                })
-            {
+            // Every step builds on the set-up steps: after one of them fails, nothing runs.
+            if self.report.rows.iter().any(|row| {
+                SETUP.contains(&row.name) && matches!(row.outcome, report::Outcome::Failed(_))
+            }) {
                 self.report.skip(name, "the release was not set up");
                 continue;
             }
@@ -209,7 +209,7 @@ impl Run<'_> {
             "load" => setup::load(self.sh, self.flags, &self.build, &self.release),
             "namespace" => setup::namespace(&self.client, &self.release.namespace).await,
             "install" => setup::install(self.sh, &self.release, &self.build),
-            "helm-test" => setup::helm_test(self.sh, &self.release),
+            "helm-test" => setup::helm_test(self.sh, &self.client, &self.release).await,
             "api" => {
                 let traced = checks::api(&self.client, &self.release).await?;
                 let found = format!(

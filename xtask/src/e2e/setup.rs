@@ -4,18 +4,19 @@
 //! through xshell; the namespace is kube-rs.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::config::Kubeconfig;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
 use xshell::Shell;
 
 use super::VALUES;
-use crate::cluster::{CHART, Release};
+use crate::cluster::Release;
 use crate::command::Invocation;
 use crate::deploy::helm_install;
 use crate::docker::{require_buildx, require_docker_engine};
@@ -165,8 +166,9 @@ pub fn install(sh: &Shell, release: &Release, build: &Build) -> anyhow::Result<S
     Ok(format!("release {} in {}", release.name, release.namespace))
 }
 
-/// `helm test`, with the test pods' logs.
-pub fn helm_test(sh: &Shell, release: &Release) -> anyhow::Result<String> {
+/// `helm test`; when it fails, the logs of the test pods that failed (the passed ones are
+/// deleted by their hook policy, which is also why `helm test --logs` cannot be used).
+pub async fn helm_test(sh: &Shell, client: &Client, release: &Release) -> anyhow::Result<String> {
     let mut helm = Invocation::new("helm").args([
         "test",
         &release.name,
@@ -174,34 +176,48 @@ pub fn helm_test(sh: &Shell, release: &Release) -> anyhow::Result<String> {
         &release.namespace,
         "--timeout",
         "3m",
-        "--logs",
     ]);
     if let Some(context) = &release.context {
         helm = helm.args(["--kube-context", context]);
     }
     println!("==> {helm}");
-    helm.to_cmd(sh).run().context("helm test failed")?;
-    Ok("every test pod succeeded".to_owned())
+    if helm.to_cmd(sh).run().is_ok() {
+        return Ok("every test pod succeeded".to_owned());
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &release.namespace);
+    let selector = format!("{},app.kubernetes.io/component=test", release.selector());
+    for pod in pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+    {
+        let name = pod.name_any();
+        let logs = pods
+            .logs(&name, &LogParams::default())
+            .await
+            .unwrap_or_default();
+        println!("==> logs of test pod {name}:\n{logs}");
+    }
+    bail!("helm test failed: the logs of its failed pods are above")
 }
 
 /// The images the release runs, from `helm template` with the same values as the install.
 fn rendered_images(sh: &Shell, release: &Release, build: &Build) -> anyhow::Result<Vec<String>> {
     let (repository, tag) = build.repository_and_tag();
-    let rendered = sh
-        .cmd("helm")
-        .args([
-            "template",
-            &release.name,
-            CHART,
-            "--namespace",
-            &release.namespace,
-        ])
-        .args(["--values", VALUES])
-        .args(["--set", &format!("image.repository={repository}")])
-        .args(["--set", &format!("image.tag={tag}")])
+    let set = [("image.repository", repository), ("image.tag", tag)];
+    // The chart's oldest Kubernetes, as the chart checks render it: Helm's own default is older.
+    let template = crate::chart::template(
+        Path::new("helm"),
+        &release.name,
+        &release.namespace,
+        &[PathBuf::from(VALUES)],
+        &set,
+    );
+    let rendered = template
+        .to_cmd(sh)
         .quiet()
         .read()
-        .context("helm template failed")?;
+        .with_context(|| format!("`{template}` failed"))?;
     Ok(images_in(&rendered))
 }
 

@@ -255,6 +255,30 @@ fn log_shipper_type_tail_follows_the_newest_file_with_busybox_and_drops_fluent_b
 }
 
 #[test]
+fn no_command_or_argument_holds_a_double_dollar_the_kubelet_would_halve() {
+    // The kubelet turns `$$` into `$` in command and args; `$$(` is the one intended use
+    // (it keeps a shell's `$(...)` from being read as a variable). A `$$` shell PID became
+    // a `$` in a user id, and every `helm test` failed with 422.
+    for (set, rendered) in render_every_set() {
+        for (owner, spec) in rendered.pod_specs() {
+            for container in super::all_containers(spec) {
+                let words = container
+                    .command
+                    .iter()
+                    .flatten()
+                    .chain(container.args.iter().flatten());
+                for word in words {
+                    let halved = word
+                        .match_indices("$$")
+                        .any(|(at, _)| !word[at + 2..].starts_with('('));
+                    assert!(!halved, "{set}: {owner}/{}: {word}", container.name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn redis_keeps_its_data_on_a_claim_only_when_persistence_is_on() {
     let on = render_set("default", &[]);
     let off = render_set("persistence-off", &[]);
