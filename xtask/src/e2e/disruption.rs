@@ -35,8 +35,16 @@ pub const LOAD_IMAGE: &str = "curlimages/curl:8.12.1";
 pub async fn hpa(client: &Client, release: &Release) -> anyhow::Result<String> {
     let name = find_hpa(client.clone(), release).await?;
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &release.namespace);
+    let at_min = |row: &Row| row.current <= row.min && row.desired <= row.min;
     let started = Instant::now();
     println!("{}", Row::header());
+    // Earlier load (k6 calls /stress too) may have scaled it up already: start from the minimum.
+    let settled = watch_rows(hpas.clone(), &name, started, Duration::from_mins(8), at_min).await?;
+    ensure!(
+        settled,
+        "the HPA did not come down to its minimum within 480s, before any load"
+    );
+    let loaded = Instant::now();
     let turn = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let workers: Vec<_> = (0..4)
         .map(|_| {
@@ -60,27 +68,22 @@ pub async fn hpa(client: &Client, release: &Release) -> anyhow::Result<String> {
         worker.abort();
     }
     ensure!(up?, "the HPA did not scale up within 420s of /stress load");
-    let up_after = started.elapsed();
+    let up_after = loaded.elapsed();
+    let peak = Row::from_hpa(&hpas.get(&name).await?, started.elapsed());
     println!("==> scaled up; load stopped, waiting for the scale-down");
-    let down = watch_rows(
-        hpas.clone(),
-        &name,
-        started,
-        Duration::from_mins(8),
-        |row| row.current <= row.min && row.desired <= row.min,
-    )
-    .await?;
+    let down = watch_rows(hpas.clone(), &name, started, Duration::from_mins(8), at_min).await?;
     ensure!(
         down,
         "the HPA did not scale back down within 480s of the load stopping"
     );
-    let hpa = hpas.get(&name).await?;
-    let row = Row::from_hpa(&hpa, started.elapsed());
+    let end = Row::from_hpa(&hpas.get(&name).await?, started.elapsed());
     Ok(format!(
-        "up after {}s, back to {} after {}s",
+        "{} -> {} replicas {}s into the load, back to {} {}s after it stopped",
+        peak.min,
+        peak.current,
         up_after.as_secs(),
-        row.current,
-        started.elapsed().as_secs()
+        end.current,
+        loaded.elapsed().saturating_sub(up_after).as_secs()
     ))
 }
 
