@@ -255,10 +255,11 @@ fn log_shipper_type_tail_follows_the_newest_file_with_busybox_and_drops_fluent_b
 }
 
 #[test]
-fn no_command_or_argument_holds_a_double_dollar_the_kubelet_would_halve() {
-    // The kubelet turns `$$` into `$` in command and args; `$$(` is the one intended use
-    // (it keeps a shell's `$(...)` from being read as a variable). A `$$` shell PID became
-    // a `$` in a user id, and every `helm test` failed with 422.
+fn every_command_and_argument_reaches_the_container_as_written_after_the_kubelet_expands_it() {
+    // The kubelet expands `$(NAME)` in command and args and turns `$$` into `$`. Two
+    // scripts broke on it: a `$$` shell PID became a `$` in a user id (every `helm test`
+    // got 422), and a comment's `$(` swallowed the text up to the next `)`, so a `$$(`
+    // escape reached the shell unhalved.
     for (set, rendered) in render_every_set() {
         for (owner, spec) in rendered.pod_specs() {
             for container in super::all_containers(spec) {
@@ -268,14 +269,65 @@ fn no_command_or_argument_holds_a_double_dollar_the_kubelet_would_halve() {
                     .flatten()
                     .chain(container.args.iter().flatten());
                 for word in words {
+                    let where_ = format!("{set}: {owner}/{}", container.name);
                     let halved = word
                         .match_indices("$$")
                         .any(|(at, _)| !word[at + 2..].starts_with('('));
-                    assert!(!halved, "{set}: {owner}/{}: {word}", container.name);
+                    assert!(!halved, "{where_}: a $$ the kubelet halves: {word}");
+                    let expanded = kubelet_expand(word);
+                    assert!(
+                        !expanded.contains("$$"),
+                        "{where_}: a $$ the kubelet leaves whole: {expanded}"
+                    );
                 }
             }
         }
     }
+}
+
+/// The kubelet's expansion of a command or argument with no variable defined
+/// (`third_party/forked/golang/expansion` in Kubernetes): `$$` is `$`, `$(NAME)` of an
+/// unknown name stays as written, and `$` before anything else stays.
+fn kubelet_expand(input: &str) -> String {
+    let mut out = String::new();
+    let mut rest = input;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let consumed = if after.starts_with('$') {
+            out.push('$');
+            1
+        } else if let Some(name) = after.strip_prefix('(') {
+            match name.find(')') {
+                Some(end) => {
+                    out.push_str(&rest[at..at + end + 3]);
+                    end + 2
+                }
+                None => {
+                    out.push_str("$(");
+                    1
+                }
+            }
+        } else {
+            out.push('$');
+            0
+        };
+        rest = &after[consumed..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn kubelet_expand_halves_double_dollars_and_keeps_unknown_references_whole() {
+    assert_eq!(kubelet_expand("a$$(date)b"), "a$(date)b");
+    assert_eq!(kubelet_expand("pid $$!"), "pid $!");
+    assert_eq!(kubelet_expand("$(cat f) $HOME"), "$(cat f) $HOME");
+    assert_eq!(
+        kubelet_expand("# $(. then $$(date +%s)"),
+        "# $(. then $$(date +%s)"
+    );
+    assert_eq!(kubelet_expand("open $( end$"), "open $( end$");
 }
 
 #[test]
