@@ -155,8 +155,14 @@ impl flags::ComposeSmoke {
         let trace = added
             .lines()
             .find_map(|line| line.strip_prefix("traceparent: "))
-            .and_then(|value| trace_id(value.trim()))
-            .with_context(|| format!("the POST's answer has no traceparent:\n{added}"))?
+            .map(str::trim)
+            .with_context(|| format!("the POST's answer has no traceparent:\n{added}"))?;
+        ensure!(
+            trace.ends_with("-01"),
+            "the POST's trace was not sampled (traceparent {trace}): set OTEL_TRACES_SAMPLER in docker-compose.yml"
+        );
+        let trace = trace_id(trace)
+            .with_context(|| format!("not a W3C traceparent: {trace}"))?
             .to_owned();
         let read = self.curl(sh, &["-sS", "-f", cart])?;
         ensure!(
@@ -272,6 +278,11 @@ mod tests {
         assert_eq!(
             compose["services"]["cart-service"]["read_only"].as_bool(),
             Some(true)
+        );
+        assert_eq!(
+            compose["services"]["cart-service"]["environment"]["OTEL_TRACES_SAMPLER"].as_str(),
+            Some("parentbased_always_on"),
+            "a laptop's Jaeger should show every request"
         );
     }
 

@@ -66,6 +66,11 @@ pub async fn api(client: &Client, release: &Release) -> anyhow::Result<Traced> {
         "POST answered {}",
         added.body
     );
+    ensure!(
+        added.header("traceparent").ends_with("-01"),
+        "the POST's trace was not sampled (traceparent {:?}): check telemetry.sampler and samplerArg",
+        added.header("traceparent")
+    );
     let trace = trace_id(added.header("traceparent"))
         .with_context(|| format!("the POST's answer has no traceparent: {:?}", added.headers))?
         .to_owned();

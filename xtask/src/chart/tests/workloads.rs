@@ -298,15 +298,12 @@ fn kubelet_expand(input: &str) -> String {
             out.push('$');
             1
         } else if let Some(name) = after.strip_prefix('(') {
-            match name.find(')') {
-                Some(end) => {
-                    out.push_str(&rest[at..at + end + 3]);
-                    end + 2
-                }
-                None => {
-                    out.push_str("$(");
-                    1
-                }
+            if let Some(end) = name.find(')') {
+                out.push_str(&rest[at..at + end + 3]);
+                end + 2
+            } else {
+                out.push_str("$(");
+                1
             }
         } else {
             out.push('$');
