@@ -24,10 +24,10 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     let mut service = Service::start(&[]).await;
     let stress = tokio::spawn(
         reqwest::Client::new()
-            .post(service.url("/stress?cpu_iterations=1500"))
+            .post(service.url("/stress?cpu_iterations=400"))
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_a_post_is_in_flight(&service).await;
 
     let signalled = service.terminate();
     let response = stress
@@ -38,7 +38,7 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
 
     assert_eq!(response.status(), 200, "{}", service.log());
     let report: serde_json::Value = response.json().await.expect("stress body is JSON");
-    assert_eq!(report["cpu_iterations"], 1500, "{report}");
+    assert_eq!(report["cpu_iterations"], 400, "{report}");
     assert!(status.success(), "exit status {status}: {}", service.log());
     let took = exited - signalled;
     assert!(took < Duration::from_secs(5) + SLACK, "exit took {took:?}");
@@ -243,5 +243,31 @@ fn read_response(stream: &mut TcpStream) -> String {
                 return text.into_owned();
             }
         }
+    }
+}
+
+/// Polls `/metrics` until the service is inside a POST handler: a fixed sleep let a loaded
+/// machine signal before the request was read, and an unread request is closed, not served.
+async fn wait_until_a_post_is_in_flight(service: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = reqwest::get(service.url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let in_flight = metrics.lines().any(|line| {
+            line.starts_with("http_server_active_requests{method=\"POST\"}")
+                && !line.ends_with(" 0")
+        });
+        if in_flight {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no POST in flight after 10 s:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
