@@ -302,6 +302,38 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_that_cannot_be_used_stop_startup_naming_the_variable() {
+        let https = ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317");
+        for (vars, variable) in [
+            (
+                vec![
+                    https,
+                    ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
+                ],
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            ),
+            (
+                vec![
+                    https,
+                    ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/hostname"),
+                ],
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            ),
+            (
+                vec![https, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+        ] {
+            let vars: HashMap<&str, &str> = vars.into_iter().collect();
+            let env = |name: &str| vars.get(name).map(|v| (*v).to_owned());
+
+            let error = exporter(&env).unwrap_err().to_string();
+
+            assert!(error.contains(variable), "{variable}: {error}");
+        }
+    }
+
+    #[test]
     fn the_default_sampler_is_parent_based_ten_percent() {
         let config = Cli::parse_from(["cart-service"]).config;
         let sampler = sampler(&config).unwrap();
