@@ -21,6 +21,7 @@ use tracing_subscriber::fmt::time::UtcTime;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use super::TelemetryError;
 use crate::config::{Config, LogFormat, LogRotation};
 
 /// Lines a sink queues before it drops them: about 5 MiB of access lines. The channel
@@ -46,7 +47,7 @@ pub fn dropped_lines() -> u64 {
 /// when it is set. A `LOG_FILE` that cannot be opened comes back as the last value, so the
 /// caller can warn once logging works.
 #[must_use]
-pub fn layer<S>(config: &Config) -> (BoxedLayer<S>, Guards, Option<String>)
+pub fn layer<S>(config: &Config) -> (BoxedLayer<S>, Guards, Option<TelemetryError>)
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -117,7 +118,11 @@ pub fn open_log_file(
     path: &Path,
     rotation: LogRotation,
     max_files: u32,
-) -> Result<RollingFileAppender, String> {
+) -> Result<RollingFileAppender, TelemetryError> {
+    let error = |source: Box<dyn std::error::Error + Send + Sync>| TelemetryError::LogFile {
+        path: path.to_owned(),
+        source,
+    };
     let directory = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -125,9 +130,8 @@ pub fn open_log_file(
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| format!("{} is not a file name", path.display()))?;
-    std::fs::create_dir_all(directory)
-        .map_err(|e| format!("cannot create {}: {e}", directory.display()))?;
+        .ok_or_else(|| error("not a file name".into()))?;
+    std::fs::create_dir_all(directory).map_err(|e| error(e.into()))?;
     let rotation = match rotation {
         LogRotation::Minutely => Rotation::MINUTELY,
         LogRotation::Hourly => Rotation::HOURLY,
@@ -139,7 +143,7 @@ pub fn open_log_file(
         .filename_prefix(name)
         .max_log_files(usize::try_from(max_files).unwrap_or(usize::MAX))
         .build(directory)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+        .map_err(|e| error(e.into()))
 }
 
 /// A lossy non-blocking writer over `sink`, its guard kept in `guards` and its drop
@@ -218,7 +222,8 @@ mod tests {
             LogRotation::Daily,
             7,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("/proc/cart-service"), "{error}");
     }
 

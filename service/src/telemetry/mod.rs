@@ -39,6 +39,12 @@ pub enum TelemetryError {
         path: String,
         source: std::io::Error,
     },
+    /// `LOG_FILE` cannot be opened (logging then goes on to stdout only).
+    #[error("cannot open LOG_FILE {path}: {source}")]
+    LogFile {
+        path: std::path::PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The OTLP exporter refused its configuration.
     #[error("cannot build the OTLP exporter: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),

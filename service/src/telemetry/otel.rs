@@ -28,29 +28,24 @@ use tracing_subscriber::registry::LookupSpan;
 
 use super::TelemetryError;
 use crate::config::Config;
+use Check::{KeyValues, OneOf, Positive};
 
 /// Each variable the SDK reads that a typo could silently change, with the values it takes.
 const CHECKED: &[(&str, Check)] = &[
-    ("OTEL_EXPORTER_OTLP_PROTOCOL", Check::OneOf(PROTOCOLS)),
-    (
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        Check::OneOf(PROTOCOLS),
-    ),
-    ("OTEL_EXPORTER_OTLP_COMPRESSION", Check::OneOf(COMPRESSIONS)),
-    (
-        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-        Check::OneOf(COMPRESSIONS),
-    ),
-    ("OTEL_EXPORTER_OTLP_TIMEOUT", Check::Positive),
-    ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", Check::Positive),
-    ("OTEL_BSP_SCHEDULE_DELAY", Check::Positive),
-    ("OTEL_BSP_EXPORT_TIMEOUT", Check::Positive),
-    ("OTEL_BSP_MAX_QUEUE_SIZE", Check::Positive),
-    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", Check::Positive),
-    ("OTEL_RESOURCE_ATTRIBUTES", Check::KeyValues),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", OneOf(PROTOCOL)),
+    ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", OneOf(PROTOCOL)),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", OneOf(COMPRESSION)),
+    ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", OneOf(COMPRESSION)),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", Positive),
+    ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", Positive),
+    ("OTEL_BSP_SCHEDULE_DELAY", Positive),
+    ("OTEL_BSP_EXPORT_TIMEOUT", Positive),
+    ("OTEL_BSP_MAX_QUEUE_SIZE", Positive),
+    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", Positive),
+    ("OTEL_RESOURCE_ATTRIBUTES", KeyValues),
 ];
-const PROTOCOLS: &[&str] = &["grpc", "http/protobuf"];
-const COMPRESSIONS: &[&str] = &["gzip", "none"];
+const PROTOCOL: &[&str] = &["grpc", "http/protobuf"];
+const COMPRESSION: &[&str] = &["gzip", "none"];
 
 #[derive(Debug, Clone, Copy)]
 enum Check {
@@ -67,13 +62,13 @@ pub fn check_environment(env: impl Fn(&str) -> Option<String>) -> Result<(), Tel
         let Some(value) = env(variable) else { continue };
         let value = value.trim();
         let reason = match check {
-            Check::OneOf(allowed) if !allowed.contains(&value) => {
+            OneOf(allowed) if !allowed.contains(&value) => {
                 format!("{value:?} is not one of {}", allowed.join(", "))
             }
-            Check::Positive if !value.parse::<u64>().is_ok_and(|n| n > 0) => {
+            Positive if !value.parse::<u64>().is_ok_and(|n| n > 0) => {
                 format!("{value:?} is not a whole number above 0")
             }
-            Check::KeyValues => match value.split(',').map(str::trim).find(|pair| {
+            KeyValues => match value.split(',').map(str::trim).find(|pair| {
                 !pair.is_empty()
                     && pair
                         .split_once('=')
