@@ -207,7 +207,8 @@ pub struct ConfigError {
 }
 
 impl Config {
-    /// Checks what clap's per-field parsers cannot: URLs, filters and combinations.
+    /// Checks what clap's per-field parsers cannot: URLs, filters and combinations. The
+    /// `OTEL_*` values are checked where telemetry is set up ([`crate::telemetry::init`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::store::connection_info(self).map_err(|e| ConfigError {
             variable: "REDIS_URL",
@@ -225,15 +226,6 @@ impl Config {
                 reason: format!("{} does not name a file", path.display()),
             });
         }
-        crate::telemetry::otel::sampler(self).map_err(|error| match error {
-            crate::telemetry::TelemetryError::Invalid { variable, reason } => {
-                ConfigError { variable, reason }
-            }
-            other => ConfigError {
-                variable: "OTEL_TRACES_SAMPLER",
-                reason: other.to_string(),
-            },
-        })?;
         if self.stress_max_cpu_iterations == 0 && self.stress_enabled {
             return Err(ConfigError {
                 variable: "STRESS_MAX_CPU_ITERATIONS",

@@ -1,15 +1,12 @@
 //! Telemetry: logs and traces on the ecosystem's crates, set up once by [`init`] and
 //! flushed by the returned guard.
 //!
-//! - Traces ([`otel`]): `tracing` spans become OpenTelemetry spans through
-//!   tracing-opentelemetry's layer; the SDK's batch processor exports them with
-//!   opentelemetry-otlp (gRPC or http/protobuf, TLS, gzip) when an OTLP endpoint is set.
-//!   Without one nothing is exported, but requests are still sampled, so logs and the
-//!   `traceparent` response header carry real ids. The request's SERVER span comes from
-//!   [`http`].
-//! - Logs ([`logs`]): one JSON object a line (json-subscriber) or pretty lines on stdout,
-//!   the same JSON in the rotating `LOG_FILE`, both through tracing-appender's
-//!   non-blocking writers.
+//! - Traces ([`otel`], [`http`] for the SERVER span): `tracing` spans become OpenTelemetry
+//!   spans through tracing-opentelemetry; the SDK's batch processor exports them with
+//!   opentelemetry-otlp when an OTLP endpoint is set. Without one nothing is exported, but
+//!   requests are still sampled, so logs and `traceparent` carry real ids.
+//! - Logs ([`logs`]): JSON lines (json-subscriber) or pretty lines on stdout, the same JSON
+//!   in the rotating `LOG_FILE`, both through tracing-appender's non-blocking writers.
 //!
 //! Each has its own filter, so `RUST_LOG=warn` quiets the logs without losing traces.
 

@@ -115,6 +115,9 @@ where
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
+        // No OpenTelemetry context set on each enter and exit: nothing here reads it, and
+        // it cost `add` at 64 connections with sampling off 34 → 28.6 µs of CPU a request.
+        .with_context_activation(false)
         .with_filter(filter_fn(is_traced))
 }
 
