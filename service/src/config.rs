@@ -171,55 +171,6 @@ pub struct Config {
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub pod_namespace: String,
 
-    /// OTLP collector to export traces to, e.g. `http://otel-collector:4317`; unset means no
-    /// export (traces are still sampled, so logs and `traceparent` carry ids).
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
-    pub otel_exporter_otlp_endpoint: Option<String>,
-
-    /// OTLP transport: `grpc` (port 4317) or `http/protobuf` (port 4318).
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_enum, default_value_t = OtlpProtocol::Grpc)]
-    pub otel_exporter_otlp_protocol: OtlpProtocol,
-
-    /// Where traces go, winning over `OTEL_EXPORTER_OTLP_ENDPOINT`, and used as it is: over
-    /// http/protobuf nothing is appended, so it names the whole URL (`.../v1/traces`).
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
-    pub otel_exporter_otlp_traces_endpoint: Option<String>,
-
-    /// The OTLP transport of traces, winning over `OTEL_EXPORTER_OTLP_PROTOCOL`.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", value_enum)]
-    pub otel_exporter_otlp_traces_protocol: Option<OtlpProtocol>,
-
-    /// How long one OTLP export may take, retries included, in milliseconds (the span
-    /// flush at shutdown is one export for each 512 spans still queued).
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_TIMEOUT", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub otel_exporter_otlp_timeout: u64,
-
-    /// The export timeout of traces, winning over `OTEL_EXPORTER_OTLP_TIMEOUT`.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub otel_exporter_otlp_traces_timeout: Option<u64>,
-
-    /// Milliseconds a span waits at most while fewer than a batch are queued.
-    #[arg(long, env = "OTEL_BSP_SCHEDULE_DELAY", default_value_t = 5_000,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub otel_bsp_schedule_delay: u64,
-
-    /// Spans queued for export at most; more are dropped, counted and reported.
-    #[arg(long, env = "OTEL_BSP_MAX_QUEUE_SIZE", default_value_t = 2_048,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub otel_bsp_max_queue_size: u32,
-
-    /// Spans per export; a value above `OTEL_BSP_MAX_QUEUE_SIZE` is cut to it.
-    #[arg(long, env = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", default_value_t = 512,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub otel_bsp_max_export_batch_size: u32,
-
-    /// Milliseconds one export may take before the batch processor abandons it.
-    #[arg(long, env = "OTEL_BSP_EXPORT_TIMEOUT", default_value_t = 30_000,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub otel_bsp_export_timeout: u64,
-
     /// `service.name` of every span.
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "cart-service")]
     pub otel_service_name: String,
@@ -236,10 +187,6 @@ pub struct Config {
     /// The ratio for the traceidratio samplers, 0.0 to 1.0.
     #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 0.1)]
     pub otel_traces_sampler_arg: f64,
-
-    /// Extra resource attributes, `key=value,key=value` (e.g. `deployment.environment.name=prod`).
-    #[arg(long, env = "OTEL_RESOURCE_ATTRIBUTES", default_value = "")]
-    pub otel_resource_attributes: String,
 }
 
 /// How often the log file rotates.
@@ -251,14 +198,6 @@ pub enum LogRotation {
     Never,
 }
 
-/// The OTLP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OtlpProtocol {
-    Grpc,
-    #[value(name = "http/protobuf")]
-    HttpProtobuf,
-}
-
 /// A configuration value that parsed but cannot be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {variable}: {reason}")]
@@ -268,7 +207,8 @@ pub struct ConfigError {
 }
 
 impl Config {
-    /// Checks what clap's per-field parsers cannot: URLs, filters and combinations.
+    /// Checks what clap's per-field parsers cannot: URLs, filters and combinations. The
+    /// `OTEL_*` values are checked where telemetry is set up ([`crate::telemetry::init`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::store::connection_info(self).map_err(|e| ConfigError {
             variable: "REDIS_URL",
@@ -286,25 +226,6 @@ impl Config {
                 reason: format!("{} does not name a file", path.display()),
             });
         }
-        crate::telemetry::sampler(self).map_err(|reason| ConfigError {
-            variable: "OTEL_TRACES_SAMPLER",
-            reason,
-        })?;
-        if !(0.0..=1.0).contains(&self.otel_traces_sampler_arg) {
-            return Err(ConfigError {
-                variable: "OTEL_TRACES_SAMPLER_ARG",
-                reason: format!(
-                    "{} is not between 0.0 and 1.0",
-                    self.otel_traces_sampler_arg
-                ),
-            });
-        }
-        crate::telemetry::resource_attributes(&self.otel_resource_attributes).map_err(
-            |reason| ConfigError {
-                variable: "OTEL_RESOURCE_ATTRIBUTES",
-                reason,
-            },
-        )?;
         if self.stress_max_cpu_iterations == 0 && self.stress_enabled {
             return Err(ConfigError {
                 variable: "STRESS_MAX_CPU_ITERATIONS",
@@ -389,6 +310,14 @@ mod tests {
             .take_while(|line| line.starts_with('|'))
             .map(|line| line.split(" | ").collect())
             .collect();
+        // The rows of variables the OpenTelemetry SDK (or the exporter's TLS set-up) reads
+        // have no flag, and must not name one of ours.
+        let (rows, unflagged): (Vec<_>, Vec<_>) =
+            rows.into_iter().partition(|row| row[1].starts_with("`--"));
+        assert!(
+            unflagged.iter().all(|row| row[0].starts_with("| `OTEL_")),
+            "{unflagged:?}"
+        );
         let command = Cli::command();
         let expected: Vec<(String, String, String)> = command
             .get_arguments()
@@ -413,6 +342,13 @@ mod tests {
                 (row[0].to_owned(), row[1].to_owned(), default.to_owned())
             })
             .collect();
+        for row in &unflagged {
+            assert!(
+                !expected.iter().any(|(variable, _, _)| variable == row[0]),
+                "{} is a flag too",
+                row[0]
+            );
+        }
         assert_eq!(found, expected);
     }
 }

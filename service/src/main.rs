@@ -24,8 +24,6 @@ fn main() -> ExitCode {
     let _ = nix::sys::prctl::set_thp_disable(true);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // A worker with nothing left to run sends the log lines it holds.
-        .on_thread_park(telemetry::batch::flush_this_thread)
         .build()
     {
         Ok(runtime) => runtime,

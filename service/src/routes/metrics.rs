@@ -72,8 +72,6 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 pub async fn metrics() -> impl IntoResponse {
     let handle = handle();
     metrics::counter!("log_lines_dropped_total").absolute(crate::telemetry::logs::dropped_lines());
-    metrics::counter!("otel_spans_dropped_total")
-        .absolute(crate::telemetry::span_batch::dropped_spans());
     handle.run_upkeep();
     (
         [(

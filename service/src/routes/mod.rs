@@ -1,10 +1,9 @@
 //! The HTTP API: [`router`] is the one place routes and layers are assembled, so tests can
 //! drive the exact service `main` runs.
 //!
-//! Layers, outermost first: the trace (W3C context extracted from the request, sampled
-//! once, a server span when sampled, [`crate::telemetry::http`]) and the `traceparent`
-//! response header; every error response becomes
-//! problem+json ([`problemify`]);
+//! Layers, outermost first: the SERVER span (W3C context extracted from the request,
+//! [`crate::telemetry::http`]) and the `traceparent` response header; every error response
+//! becomes problem+json ([`problemify`]);
 //! metrics and the access log; a panic becomes a 500; the request deadline; the body-size
 //! limit; the body read timeout.
 
@@ -81,7 +80,10 @@ pub fn with_layers(
         .layer(axum::middleware::from_fn(metrics::observe))
         .layer(axum::Extension(openapi::Spec::new(spec)))
         .layer(axum::middleware::map_response(problemify))
-        .layer(telemetry::http::TraceLayer::new(is_traced))
+        .layer(axum::middleware::map_response(
+            telemetry::http::inject_trace_headers,
+        ))
+        .layer(telemetry::http::server_span_layer(is_traced))
         .with_state(state.clone())
 }
 

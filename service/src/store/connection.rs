@@ -24,8 +24,6 @@ use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
-use opentelemetry::{KeyValue, StringValue};
 use redis::aio::MultiplexedConnection;
 use redis::io::tcp::socket2;
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
@@ -34,11 +32,12 @@ use redis::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use super::StoreError;
 use super::coalesce::Coalescing;
 use crate::config::Config;
-use crate::telemetry;
 
 /// First reconnect delay; it doubles each failed attempt up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -66,7 +65,7 @@ struct Inner {
     client: Client,
     config: AsyncConnectionConfig,
     /// `server.address` of the CLIENT spans, shared by all of them.
-    server_address: StringValue,
+    server_address: Box<str>,
     server_port: u16,
     connect_timeout: Duration,
     /// `REDIS_CONNECTIONS` multiplexed connections, used round-robin, each supervised.
@@ -119,7 +118,7 @@ impl RedisConnection {
             info,
             client,
             config: connection_config,
-            server_address: StringValue::from(Arc::<str>::from(server_address)),
+            server_address: server_address.into(),
             server_port,
             connect_timeout: config.redis_connect_timeout() + config.redis_response_timeout(),
             slots: (0..config.redis_connections)
@@ -159,20 +158,26 @@ impl RedisConnection {
             slot.wake.notify_one();
             return Err(StoreError::NotConnected);
         };
-        let span = telemetry::span::child(command, SpanKind::Client, || {
-            vec![
-                KeyValue::new("db.system.name", "redis"),
-                KeyValue::new("db.operation.name", command),
-                KeyValue::new("server.address", self.inner.server_address.clone()),
-                KeyValue::new("server.port", i64::from(self.inner.server_port)),
-            ]
-        });
+        // Only inside a traced request: the probes ping Redis too, and stay untraced.
+        let span = if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "redis",
+                otel.name = command,
+                otel.kind = "client",
+                db.system.name = "redis",
+                db.operation.name = command,
+                server.address = &*self.inner.server_address,
+                server.port = i64::from(self.inner.server_port),
+                otel.status_code = Empty,
+                otel.status_message = Empty,
+            )
+        };
         let started = Instant::now();
-        let result = telemetry::span::within(
-            span.clone().map(telemetry::span::Current::Sampled),
-            operation((*connection).clone()),
-        )
-        .await;
+        let result = operation((*connection).clone())
+            .instrument(span.clone())
+            .await;
         crate::routes::metrics::cached(
             &COMMAND_DURATION,
             command,
@@ -185,9 +190,8 @@ impl RedisConnection {
                 Ok(value)
             }
             Err(error) => {
-                if let Some(span) = &span {
-                    span.span().set_status(Status::error(error.to_string()));
-                }
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_message", error.to_string());
                 if is_dead(&error, &slot.consecutive_timeouts) {
                     tracing::warn!(error = %error, "redis connection lost; reconnecting");
                     slot.current.compare_and_swap(&Some(connection), None);

@@ -1,126 +1,115 @@
-//! Log sinks: stdout in `LOG_FORMAT` and the rotating `LOG_FILE` in JSON ([`JsonLayer`]),
-//! behind one filter (`RUST_LOG`).
+//! Log sinks, behind one filter (`RUST_LOG`): stdout in `LOG_FORMAT`, and the rotating
+//! `LOG_FILE` in JSON for the log-shipper sidecar.
 //!
-//! Both sinks go through tracing-appender's non-blocking writer: formatting happens on
-//! the request's thread, writing on a thread of each sink's own, so a slow pipe or disk
-//! never stalls a request, nor the other sink. JSON lines from Tokio workers reach the
-//! writers in batches ([`super::batch`]). When a sink's queue is full, lines are dropped
-//! and counted ([`dropped_lines`], exported as `log_lines_dropped_total`).
+//! JSON lines come from json-subscriber: `timestamp` (RFC 3339, UTC), `level`, `target`,
+//! the event's fields (`message` among them) at the top level, and the request's
+//! `trace_id` and `span_id`. Each sink writes through a tracing-appender non-blocking
+//! writer with a queue and a thread of its own, so a slow pipe or disk never stalls a
+//! request, nor the other sink; a full queue drops lines, counted by [`dropped_lines`].
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
+use json_subscriber::JsonLayer;
+use opentelemetry::trace::TraceContextExt as _;
 use tracing::Subscriber;
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
-use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::time::UtcTime;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use super::TelemetryError;
 use crate::config::{Config, LogFormat, LogRotation};
 
-use super::batch::{Batched, FlushGuard};
-pub use super::format::JsonLayer;
-
-/// Messages a sink queues before it starts dropping lines, when its messages are lines
-/// (the pretty format): about 5 MiB of lines. The channel allocates and touches every
-/// slot up front (tracing-appender's default of 128 000 cost 5 MiB of resident memory per
-/// sink, idle).
+/// Lines a sink queues before it drops them: about 5 MiB of access lines. The channel
+/// allocates every slot up front, so tracing-appender's default (128 000) would cost
+/// tens of MiB of resident memory per sink while idle.
 const BUFFERED_LINES: usize = 16_384;
 
-/// Messages a sink queues before it starts dropping lines, when its messages are the
-/// batches of [`Batched`] (up to [`super::batch::PENDING_BYTES`] and a chunk each): at
-/// most 8.5 MiB a sink, about 36 000 access lines. Counted in lines, as before batches, a
-/// stalled stdout let 16 384 of them, 256 MiB and more, pile up: the pod's memory, not its
-/// logs, would have given way.
-const BUFFERED_BATCHES: usize = 32;
-
 type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
+
+/// Flush the sinks when dropped: every queued line is written before the process exits.
+pub type Guards = Vec<WorkerGuard>;
 
 /// Lines dropped so far because a sink could not keep up (a line both stdout and the file
 /// dropped counts twice).
 #[must_use]
 pub fn dropped_lines() -> u64 {
-    let messages = counters().lock().map_or(0, |c| {
-        c.iter().map(|c| c.dropped_lines() as u64).sum::<u64>()
-    });
-    messages + super::batch::dropped_in_batches()
-}
-
-/// Keeps the log sinks open; dropping it writes out every line still held or queued.
-#[derive(Debug, Default)]
-pub struct Guards {
-    // Fields drop in order: the batches go to the writers before the writers stop.
-    batches: Vec<FlushGuard>,
-    writers: Vec<WorkerGuard>,
+    counters().lock().map_or(0, |counters| {
+        counters.iter().map(|c| c.dropped_lines() as u64).sum()
+    })
 }
 
 /// The log layer, filtered by `RUST_LOG`: stdout in `LOG_FORMAT`, plus `LOG_FILE` in JSON
-/// when it is set. With JSON on stdout, each line is formatted once and written to both
-/// sinks. A `LOG_FILE` that cannot be opened is returned as the last value, so the caller
-/// can warn once logging works.
-#[allow(clippy::type_complexity)]
-pub fn layer<S>(config: &Config) -> Result<(BoxedLayer<S>, Guards, Option<String>), String>
+/// when it is set. A `LOG_FILE` that cannot be opened comes back as the last value, so the
+/// caller can warn once logging works.
+#[must_use]
+pub fn layer<S>(config: &Config) -> (BoxedLayer<S>, Guards, Option<TelemetryError>)
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let filter =
-        EnvFilter::try_new(&config.rust_log).map_err(|e| format!("invalid RUST_LOG: {e}"))?;
+    // Config::validate has checked RUST_LOG; "info" only guards against a caller that did not.
+    let filter = EnvFilter::try_new(&config.rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut guards = Guards::new();
+    let stdout = non_blocking(Box::new(std::io::stdout()), &mut guards);
+    let stdout = match config.log_format {
+        LogFormat::Json => json_layer(stdout).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .pretty()
+            .with_timer(UtcTime::rfc_3339())
+            .with_writer(stdout)
+            .boxed(),
+    };
     let (file, file_error) = match config.log_file.as_deref() {
         None => (None, None),
         Some(path) => {
             match open_log_file(path, config.log_file_rotation, config.log_file_max_files) {
-                Ok(appender) => (Some(appender), None),
+                Ok(file) => (
+                    Some(json_layer(non_blocking(Box::new(file), &mut guards))),
+                    None,
+                ),
                 Err(error) => (None, Some(error)),
             }
         }
     };
-    let mut guards = Guards::default();
-    let mut sink = |writer, limit| {
-        let (writer, guard) = non_blocking(writer, limit);
-        guards.writers.push(guard);
-        writer
-    };
-    // JSON lines take their ids from the request, not from span fields: the JSON layer
-    // sees events only.
-    let layer = match (config.log_format, file) {
-        // Each line is formatted once; stdout and the file each have a queue and a writer
-        // thread of their own, so a stdout nobody reads does not stop the file the log
-        // shipper reads, nor a slow disk stdout.
-        (LogFormat::Json, file) => {
-            let mut writers = vec![sink(Box::new(std::io::stdout()), BUFFERED_BATCHES)];
-            writers.extend(file.map(|file| sink(Box::new(file), BUFFERED_BATCHES)));
-            // Lines of Tokio workers reach the writers in batches.
-            let (batched, flush) = Batched::new(writers)
-                .map_err(|e| format!("cannot start the log-flush thread: {e}"))?;
-            guards.batches.push(flush);
-            json_layer(batched)
-                .with_filter(filter.and(filter_fn(is_event)))
-                .boxed()
-        }
-        (LogFormat::Pretty, file) => tracing_subscriber::fmt::layer()
-            .pretty()
-            .with_timer(UtcTime::rfc_3339())
-            .with_writer(sink(Box::new(std::io::stdout()), BUFFERED_LINES))
-            .and_then(file.map(|file| json_layer(sink(Box::new(file), BUFFERED_LINES))))
-            .with_filter(filter)
-            .boxed(),
-    };
-    Ok((layer, guards, file_error))
+    (
+        stdout.and_then(file).with_filter(filter).boxed(),
+        guards,
+        file_error,
+    )
 }
 
-fn is_event(metadata: &tracing::Metadata<'_>) -> bool {
-    metadata.is_event()
-}
-
-/// A [`JsonLayer`] writing to `writer`.
-pub fn json_layer<S, W>(writer: W) -> impl Layer<S> + Send + Sync
+/// The JSON line layer writing to `make_writer`; `trace_id` and `span_id` are those of the
+/// span the event happens in, read through tracing-opentelemetry (the request's spans
+/// are TRACE level and filtered out of this layer, so its own context cannot see them).
+pub fn json_layer<S, W>(make_writer: W) -> JsonLayer<S, W>
 where
-    S: Subscriber,
-    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
 {
-    JsonLayer::new(writer)
+    let mut layer = JsonLayer::new(make_writer);
+    layer
+        .with_timer("timestamp", UtcTime::rfc_3339())
+        .with_level("level")
+        .with_target("target")
+        .with_flattened_event();
+    layer.add_multiple_dynamic_fields(|_event, _context, fields| {
+        let current = tracing::Span::current();
+        if current.is_none() {
+            return;
+        }
+        let context = current.context();
+        let span = context.span();
+        let ids = span.span_context();
+        if ids.is_valid() {
+            let _ = fields.write_field("trace_id", ids.trace_id().to_string());
+            let _ = fields.write_field("span_id", ids.span_id().to_string());
+        }
+    });
+    layer
 }
 
 /// Opens the rotating appender for `path`: files `<name>.<date>` in its directory,
@@ -129,7 +118,11 @@ pub fn open_log_file(
     path: &Path,
     rotation: LogRotation,
     max_files: u32,
-) -> Result<RollingFileAppender, String> {
+) -> Result<RollingFileAppender, TelemetryError> {
+    let error = |source: Box<dyn std::error::Error + Send + Sync>| TelemetryError::LogFile {
+        path: path.to_owned(),
+        source,
+    };
     let directory = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -137,9 +130,8 @@ pub fn open_log_file(
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| format!("{} is not a file name", path.display()))?;
-    std::fs::create_dir_all(directory)
-        .map_err(|e| format!("cannot create {}: {e}", directory.display()))?;
+        .ok_or_else(|| error("not a file name".into()))?;
+    std::fs::create_dir_all(directory).map_err(|e| error(e.into()))?;
     let rotation = match rotation {
         LogRotation::Minutely => Rotation::MINUTELY,
         LogRotation::Hourly => Rotation::HOURLY,
@@ -151,34 +143,35 @@ pub fn open_log_file(
         .filename_prefix(name)
         .max_log_files(usize::try_from(max_files).unwrap_or(usize::MAX))
         .build(directory)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+        .map_err(|e| error(e.into()))
 }
 
-/// A non-blocking writer over `sink` that queues at most `limit` messages. The worker
-/// thread writes through a `BufWriter` and flushes each time it has drained the queue, so
-/// lines that queue up under load leave in one write instead of one system call each.
-fn non_blocking(
-    sink: Box<dyn std::io::Write + Send>,
-    limit: usize,
-) -> (tracing_appender::non_blocking::NonBlocking, WorkerGuard) {
+/// A lossy non-blocking writer over `sink`, its guard kept in `guards` and its drop
+/// counter in [`dropped_lines`]. The worker writes through a `BufWriter`, flushed each
+/// time its queue is empty, so lines that queue up under load leave in one write.
+fn non_blocking(sink: Box<dyn std::io::Write + Send>, guards: &mut Guards) -> NonBlocking {
     let (writer, guard) = NonBlockingBuilder::default()
-        .buffered_lines_limit(limit)
+        .buffered_lines_limit(BUFFERED_LINES)
         .lossy(true)
         .finish(std::io::BufWriter::with_capacity(64 * 1024, sink));
     if let Ok(mut counters) = counters().lock() {
         counters.push(writer.error_counter());
     }
-    (writer, guard)
+    guards.push(guard);
+    writer
 }
 
-fn counters() -> &'static std::sync::Mutex<Vec<ErrorCounter>> {
-    static COUNTERS: OnceLock<std::sync::Mutex<Vec<ErrorCounter>>> = OnceLock::new();
+fn counters() -> &'static Mutex<Vec<ErrorCounter>> {
+    static COUNTERS: OnceLock<Mutex<Vec<ErrorCounter>>> = OnceLock::new();
     COUNTERS.get_or_init(Default::default)
 }
 
 #[cfg(test)]
-mod file_tests {
+mod tests {
     use std::io::Write as _;
+    use std::sync::Arc;
+
+    use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
 
@@ -229,7 +222,49 @@ mod file_tests {
             LogRotation::Daily,
             7,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("/proc/cart-service"), "{error}");
+    }
+
+    #[test]
+    fn each_event_is_one_json_line_with_its_fields_at_the_top_level() {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buffer);
+        let make_writer = move || Shared(Arc::clone(&sink));
+        let subscriber = tracing_subscriber::registry().with(json_layer(make_writer));
+
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "access", method = "POST", status = 200_u16, latency_ms = 1.5, "request");
+        });
+
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert_eq!(line["message"], "request");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["target"], "access");
+        assert_eq!(line["method"], "POST");
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["latency_ms"], 1.5);
+        let timestamp = line["timestamp"].as_str().unwrap();
+        assert!(
+            timestamp.ends_with('Z') && timestamp.contains('T'),
+            "{timestamp}"
+        );
+        assert!(line.get("trace_id").is_none(), "no span, no ids: {line}");
+    }
+
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

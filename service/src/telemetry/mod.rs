@@ -1,48 +1,68 @@
-//! Telemetry: logs and traces, set up once by [`init`], flushed by the returned guard.
+//! Telemetry: logs and traces on the ecosystem's crates, set up once by [`init`] and
+//! flushed by the returned guard.
 //!
-//! - Logs ([`logs`]): one JSON object a line on stdout (or pretty lines), filtered by
-//!   `RUST_LOG`, each line written inside a request carrying its `trace_id` and `span_id`;
-//!   the same lines in `LOG_FILE` through a non-blocking, rotating writer.
-//! - Traces ([`otel`], [`span`], [`span_batch`], [`otlp`]): a sampled request's spans,
-//!   made with the OpenTelemetry SDK and exported over OTLP by a batch processor of our
-//!   own when `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` is set (over gRPC by an exporter of
-//!   our own too). Without
-//!   it nothing is exported, but requests are still sampled so logs and the `traceparent`
-//!   response header carry real ids.
+//! - Traces ([`otel`], [`http`] for the SERVER span): `tracing` spans become OpenTelemetry
+//!   spans through tracing-opentelemetry; the SDK's batch processor exports them with
+//!   opentelemetry-otlp when an OTLP endpoint is set. Without one nothing is exported, but
+//!   requests are still sampled, so logs and `traceparent` carry real ids.
+//! - Logs ([`logs`]): JSON lines (json-subscriber) or pretty lines on stdout, the same JSON
+//!   in the rotating `LOG_FILE`, both through tracing-appender's non-blocking writers.
 //!
-//! The two are independent: `RUST_LOG=warn` quiets the logs without losing traces.
+//! Each has its own filter, so `RUST_LOG=warn` quiets the logs without losing traces.
 
-pub mod batch;
-pub mod format;
 pub mod http;
 pub mod logs;
 pub mod otel;
-pub mod otlp;
-pub mod span;
-pub mod span_batch;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::Config;
 
-pub use otel::{resource_attributes, sampler};
-pub use span::InSpan;
+/// Why telemetry could not be set up; each message names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// A variable's value cannot be used.
+    #[error("invalid {variable}: {reason}")]
+    Invalid {
+        variable: &'static str,
+        reason: String,
+    },
+    /// A file a variable names (a certificate or key) cannot be read.
+    #[error("cannot read {variable} {path}: {source}")]
+    File {
+        variable: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    /// `LOG_FILE` cannot be opened (logging then goes on to stdout only).
+    #[error("cannot open LOG_FILE {path}: {source}")]
+    LogFile {
+        path: std::path::PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The OTLP exporter refused its configuration.
+    #[error("cannot build the OTLP exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// Another global subscriber was installed first.
+    #[error("cannot install the log subscriber: {0}")]
+    Subscriber(#[from] tracing_subscriber::util::TryInitError),
+}
 
-/// Keeps telemetry alive; [`TelemetryGuard::flush_spans`] exports the span batch, and
-/// dropping the guard does that too and then flushes the log sinks.
+/// Keeps telemetry alive; [`TelemetryGuard::flush_spans`] exports the spans still
+/// batched, and dropping the guard does that too and then flushes the log writers.
 #[derive(Debug)]
 #[must_use = "dropping the guard stops telemetry"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
-    /// Flush the log sinks when dropped.
+    /// Write out the queued log lines when dropped.
     _logs: logs::Guards,
 }
 
 impl TelemetryGuard {
-    /// Exports the spans still batched, then stops the exporter; the log sinks stay open
-    /// until the guard drops. Blocks: call it from a blocking context (`spawn_blocking`).
+    /// Exports the spans still batched, then stops the exporter; the log writers stay
+    /// open until the guard drops. Blocks: call it from a blocking context.
     pub fn flush_spans(&mut self) {
         if let Some(provider) = self.provider.take()
             && let Err(error) = provider.shutdown()
@@ -58,22 +78,23 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber and propagator. Call once, inside the Tokio runtime,
-/// before anything logs.
-pub fn init(config: &Config) -> Result<TelemetryGuard, String> {
+/// Installs the global subscriber (logs and spans) and the W3C propagator. Call once,
+/// inside the Tokio runtime (the gRPC exporter's channel is spawned on it), before
+/// anything logs.
+pub fn init(config: &Config) -> Result<TelemetryGuard, TelemetryError> {
+    otel::check_environment(|name| std::env::var(name).ok())?;
     let provider = otel::provider(config)?;
-    span::install(&provider);
     otel::install_propagator();
-    let (logs, log_guards, file_error) = logs::layer(config)?;
+    let (logs, guards, file_error) = logs::layer(config);
     tracing_subscriber::registry()
+        .with(otel::layer(&provider))
         .with(logs)
-        .try_init()
-        .map_err(|e| format!("could not install the log subscriber: {e}"))?;
+        .try_init()?;
     if let Some(error) = file_error {
         tracing::warn!(error = %error, "LOG_FILE cannot be written; logging to stdout only");
     }
     Ok(TelemetryGuard {
         provider: Some(provider),
-        _logs: log_guards,
+        _logs: guards,
     })
 }

@@ -59,6 +59,11 @@ async fn a_bad_value_stops_startup_with_a_message_naming_the_variable() {
         ("REDIS_URL", "http://x"),
         ("RUST_LOG", "info,=["),
         ("STRESS_ENABLED", "maybe"),
+        ("OTEL_TRACES_SAMPLER", "sometimes"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zip"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "novalue"),
     ];
     for (variable, value) in cases {
         let output = run(cart_service()

@@ -1,6 +1,7 @@
 //! Logs of the real binary: JSON lines on stdout and in the rotating `LOG_FILE`, which is
 //! flushed on shutdown; an unwritable `LOG_FILE` degrades to stdout with one warning; a
-//! stalled stdout costs lines, counted, not memory, and does not stop the file.
+//! stalled stdout costs lines, counted, not memory, and does not stop the file; dropped
+//! spans are reported.
 
 use std::time::Duration;
 
@@ -110,10 +111,10 @@ async fn an_unwritable_log_file_degrades_to_stdout_with_one_warning() {
     assert_eq!(warnings().len(), 1, "{}", service.log());
 }
 
-/// Spans the batch processor had to drop (its queue full) are reported in a warning and
-/// counted at `/metrics`, so an operator sees traces are incomplete.
+/// Spans the SDK's batch processor had to drop (its queue full) are reported in a warning
+/// (its own, once, with the total at shutdown), so an operator sees traces are incomplete.
 #[tokio::test]
-async fn dropped_spans_are_logged_as_a_warning_and_counted() {
+async fn dropped_spans_are_logged_as_a_warning() {
     let service = Service::start(&[
         ("OTEL_TRACES_SAMPLER", "always_on"),
         // Nothing listens there; the batch is only due in a minute anyway.
@@ -137,7 +138,9 @@ async fn dropped_spans_are_logged_as_a_warning_and_counted() {
     let warning = loop {
         let log = service.log();
         if let Some(line) = json_lines(&log).into_iter().find(|line| {
-            line["target"] == "cart_service::telemetry::span_batch" && line["level"] == "WARN"
+            line["target"] == "opentelemetry_sdk"
+                && line["name"] == "BatchSpanProcessor.SpanDroppingStarted"
+                && line["level"] == "WARN"
         }) {
             break line;
         }
@@ -151,16 +154,11 @@ async fn dropped_spans_are_logged_as_a_warning_and_counted() {
         warning["message"].as_str().unwrap().contains("dropped"),
         "{warning}"
     );
-    assert!(warning["dropped"].as_u64().unwrap() >= 1, "{warning}");
-    let dropped = counter(&service, "otel_spans_dropped_total").await;
-    assert!(dropped >= 1, "{dropped}");
 }
 
 /// A stdout nobody reads (a stalled log collector) costs log lines, counted in
 /// `log_lines_dropped_total`, never requests or memory: the writer's queue holds at most
-/// 32 batches of up to 272 KiB, about 36 000 access lines, and then drops. (Counted in
-/// lines, the queue took 16 384 batches: none of these lines was dropped, and under load
-/// 256 MiB and more piled up.)
+/// 16 384 lines and then drops.
 #[tokio::test]
 async fn a_stalled_stdout_drops_lines_instead_of_holding_them() {
     const REQUESTS: u64 = 64_000;

@@ -1,7 +1,8 @@
 //! End to end against a real Jaeger v2: the `cart-service` binary exports OTLP (gRPC and
 //! http/protobuf) to a `jaeger` process this test starts, and the test reads the trace
 //! back through Jaeger's query API: the span tree, the caller's parent span and the
-//! service's resource attributes. Also: SIGTERM exports spans that were still batched.
+//! service's resource attributes. Also: SIGTERM exports spans that were still batched, and
+//! an `https://` endpoint with a private CA, a client certificate and gzip ([`tls`]).
 //!
 //! The `jaeger` binary is built by `cargo xtask tools` into `target/tools/bin` (or named by
 //! `JAEGER_BIN`); without it these tests fail and say how to get it.
@@ -14,8 +15,9 @@ mod helpers;
 #[path = "../api/process.rs"]
 #[allow(dead_code)]
 mod process;
+mod tls;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,15 +39,20 @@ impl Jaeger {
     /// taken by another test's process between being found and being bound: Jaeger then
     /// exits, and it is started again on other ports.
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// [`Jaeger::start`], with `overlay` merged over the project's configuration.
+    async fn start_with(overlay: Option<&Path>) -> Self {
         for _ in 0..5 {
-            if let Some(jaeger) = Self::try_start().await {
+            if let Some(jaeger) = Self::try_start(overlay).await {
                 return jaeger;
             }
         }
         panic!("jaeger exited at startup five times (its output is above)");
     }
 
-    async fn try_start() -> Option<Self> {
+    async fn try_start(overlay: Option<&Path>) -> Option<Self> {
         let binary = jaeger_binary();
         let (grpc_port, http_port, query_port, query_grpc_port) =
             (free_port(), free_port(), free_port(), free_port());
@@ -53,6 +60,11 @@ impl Jaeger {
         let child = Command::new(&binary)
             .arg("--config")
             .arg(&config)
+            .args(
+                overlay
+                    .iter()
+                    .flat_map(|path| ["--config".as_ref(), path.as_os_str()]),
+            )
             .env("JAEGER_OTLP_GRPC_PORT", grpc_port.to_string())
             .env("JAEGER_OTLP_HTTP_PORT", http_port.to_string())
             .env("JAEGER_QUERY_PORT", query_port.to_string())
@@ -86,6 +98,17 @@ impl Jaeger {
 
     fn query(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.query_port)
+    }
+
+    /// Whether Jaeger holds any span of the trace.
+    async fn has_trace(&self, trace_id: &str) -> bool {
+        let response = reqwest::get(self.query(&format!("/api/traces/{trace_id}")))
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap_or_default();
+        body["data"][0]["spans"]
+            .as_array()
+            .is_some_and(|spans| !spans.is_empty())
     }
 
     /// Polls Jaeger until the trace holds at least `spans` spans; returns the trace.

@@ -1,12 +1,12 @@
-//! The binary's telemetry: the service's tracer over an in-memory exporter, and its JSON
-//! log format into a buffer.
+//! The binary's telemetry: the service's tracing-opentelemetry layer over an in-memory
+//! exporter, and its JSON log layer into a buffer.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cart_service::config::Config;
-use cart_service::telemetry::{logs, otel, span};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
+use cart_service::telemetry::{logs, otel};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -23,16 +23,17 @@ pub fn captured() -> &'static Captured {
         let mut config = Config::for_local("redis://127.0.0.1:1");
         config.otel_traces_sampler = "parentbased_always_on".into();
         let spans = InMemorySpanExporter::default();
-        let provider = otel::provider_builder(&config)
-            .unwrap()
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(otel::sampler(&config).unwrap())
+            .with_resource(otel::resource(&config))
             .with_simple_exporter(spans.clone())
             .build();
         otel::install_propagator();
-        span::install(&provider);
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&buffer);
         let make_writer = move || SharedWriter(Arc::clone(&sink));
         tracing_subscriber::registry()
+            .with(otel::layer(&provider))
             .with(logs::json_layer(make_writer))
             .try_init()
             .expect("install the test subscriber");
