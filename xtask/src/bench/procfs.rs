@@ -210,9 +210,16 @@ mod tests {
                 })
                 .unwrap();
             started.wait();
-            thread::sleep(Duration::from_millis(20));
-            // Every thread waits a little each time it is woken before it runs.
-            let waited = run_queue_wait_seconds(pid, name).unwrap();
+            // Every thread waits a little each time it is woken before it runs; on an idle
+            // machine 20 wake-ups can all find a free CPU at once, so watch for up to 2 s.
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            let waited = loop {
+                thread::sleep(Duration::from_millis(20));
+                let waited = run_queue_wait_seconds(pid, name).unwrap();
+                if waited > 0.0 || std::time::Instant::now() > deadline {
+                    break waited;
+                }
+            };
             stop.store(true, Ordering::Relaxed);
             assert!(waited > 0.0, "{waited}");
         });
