@@ -82,13 +82,7 @@ impl flags::ComposeSmoke {
             return Ok(format!("{IMAGE} already built"));
         }
         let build = Build::for_head(sh, Some(IMAGE.to_owned()))?;
-        for step in build.steps() {
-            if let crate::plan::Step::Run(docker) = step {
-                let invocation = crate::e2e::wrapped(self.build_with.as_deref(), &docker);
-                println!("==> {invocation}");
-                invocation.to_cmd(sh).run().context("docker build failed")?;
-            }
-        }
+        crate::e2e::build_image(sh, self.build_with.as_deref(), &build)?;
         Ok(format!("{IMAGE} built"))
     }
 

@@ -115,7 +115,7 @@ impl Kubeconfigs {
 
     /// The files that exist, merged (the first to set a value wins), or an error saying how
     /// to get a cluster when there is none.
-    fn read(&self) -> anyhow::Result<Kubeconfig> {
+    pub fn read(&self) -> anyhow::Result<Kubeconfig> {
         let paths = match self {
             Self::Listed(paths) => paths.as_slice(),
             Self::Default(path) => path.as_slice(),

@@ -42,8 +42,13 @@ impl Release {
 
     /// The cart-service pods, Deployment and HPA of this release (not Redis, not the collector).
     pub fn api_selector(&self) -> String {
+        self.component_selector(API_COMPONENT)
+    }
+
+    /// One component of this release (`redis`, `jaeger`, `test`, ...), by the chart's label.
+    pub fn component_selector(&self, component: &str) -> String {
         format!(
-            "{},app.kubernetes.io/component={API_COMPONENT}",
+            "{},app.kubernetes.io/component={component}",
             self.selector()
         )
     }

@@ -112,7 +112,8 @@ pub async fn serve(listener: TcpListener, client: Client, release: Release) {
     }
 }
 
-fn is_ready(pod: &Pod) -> bool {
+/// Running, with its Ready condition true.
+pub fn is_ready(pod: &Pod) -> bool {
     pod.status.as_ref().is_some_and(|status| {
         status.phase.as_deref() == Some("Running")
             && status

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use http::Method;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, LogParams};
+use kube::api::LogParams;
 use kube::{Api, Client, ResourceExt};
 use xshell::Shell;
 
@@ -166,14 +166,10 @@ pub async fn log_shipper(
 /// The traced request's trace in the release's Jaeger, with its server, cart and Redis spans.
 pub async fn traces(client: &Client, release: &Release, traced: &Traced) -> anyhow::Result<String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &release.namespace);
-    let selector = format!("{},app.kubernetes.io/component=jaeger", release.selector());
-    let jaeger = pods
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .into_iter()
-        .next()
-        .with_context(|| format!("no Jaeger pod labelled {selector}: is jaeger.enabled on?"))?;
+    let selector = release.component_selector("jaeger");
+    let jaeger = super::first_labelled(&pods, &selector, "Jaeger pod")
+        .await
+        .map_err(|error| anyhow::anyhow!("{error:#}: is jaeger.enabled on?"))?;
     let target = pods::Target {
         pod: jaeger.name_any(),
         port: 16686,

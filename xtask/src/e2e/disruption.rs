@@ -14,14 +14,13 @@ use http::Method;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{
-    AttachParams, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{AttachParams, DeleteParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
 use tokio::io::AsyncReadExt as _;
 
 use super::checks::call;
+use super::first_labelled;
 use crate::cluster::hpa::Row;
 use crate::cluster::ready::deployment_ready;
 use crate::cluster::{Release, pods};
@@ -166,14 +165,7 @@ pub async fn redis(client: &Client, release: &Release) -> anyhow::Result<String>
     // appendfsync everysec: a second and a bit puts every write in the AOF on disk.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let selector = format!("{},app.kubernetes.io/component=redis", release.selector());
-    let redis = pods
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .into_iter()
-        .next()
-        .with_context(|| format!("no Redis pod labelled {selector}"))?;
+    let redis = first_labelled(&pods, &release.component_selector("redis"), "Redis pod").await?;
     let (name, uid) = (redis.name_any(), redis.uid().unwrap_or_default());
     println!("==> deleting pod {name}");
     let deleted = Instant::now();
@@ -181,7 +173,7 @@ pub async fn redis(client: &Client, release: &Release) -> anyhow::Result<String>
     let back = tokio::time::timeout(
         Duration::from_mins(3),
         await_condition(pods.clone(), &name, move |pod: Option<&Pod>| {
-            pod.is_some_and(|pod| pod.uid().as_deref() != Some(uid.as_str()) && pod_ready(pod))
+            pod.is_some_and(|pod| pod.uid().as_deref() != Some(uid.as_str()) && pods::is_ready(pod))
         }),
     )
     .await
@@ -273,24 +265,8 @@ async fn api_deployment(
     deployments: &Api<Deployment>,
     release: &Release,
 ) -> anyhow::Result<String> {
-    deployments
-        .list(&ListParams::default().labels(&release.api_selector()))
-        .await?
-        .items
-        .first()
-        .map(ResourceExt::name_any)
-        .with_context(|| format!("no Deployment labelled {}", release.api_selector()))
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|status| status.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|condition| condition.type_ == "Ready" && condition.status == "True")
-        })
+    let deployment = first_labelled(deployments, &release.api_selector(), "Deployment").await?;
+    Ok(deployment.name_any())
 }
 
 /// A value the restart annotation has never had (kubectl writes the time; any new value restarts).
@@ -373,13 +349,7 @@ wait
 impl LoadPod {
     async fn start(client: &Client, release: &Release) -> anyhow::Result<Self> {
         let services: Api<Service> = Api::namespaced(client.clone(), &release.namespace);
-        let service = services
-            .list(&ListParams::default().labels(&release.api_selector()))
-            .await?
-            .items
-            .into_iter()
-            .next()
-            .with_context(|| format!("no Service labelled {}", release.api_selector()))?;
+        let service = first_labelled(&services, &release.api_selector(), "Service").await?;
         let port = service
             .spec
             .as_ref()

@@ -16,7 +16,7 @@ mod setup;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use kube::Client;
 use xshell::Shell;
 
@@ -28,7 +28,7 @@ use crate::tools;
 use report::Report;
 
 pub use disruption::LOAD_IMAGE;
-pub use setup::wrapped;
+pub use setup::build_image;
 
 /// The values `e2e` installs with, on top of the chart's defaults.
 pub const VALUES: &str = "charts/cart-service/ci/e2e-values.yaml";
@@ -163,6 +163,22 @@ impl flags::E2e {
         );
         text
     }
+}
+
+/// The first object `api` lists with the label selector, or an error naming it as `what`.
+async fn first_labelled<K>(api: &kube::Api<K>, selector: &str, what: &str) -> anyhow::Result<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let listed = api
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await
+        .with_context(|| format!("cannot list {what}s labelled {selector}"))?;
+    listed
+        .items
+        .into_iter()
+        .next()
+        .with_context(|| format!("no {what} labelled {selector}"))
 }
 
 /// One run: what every step needs, and what earlier steps found for later ones.

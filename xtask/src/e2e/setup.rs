@@ -10,13 +10,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
-use kube::config::Kubeconfig;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, ResourceExt};
 use xshell::Shell;
 
 use super::VALUES;
 use crate::cluster::Release;
+use crate::cluster::connect::Kubeconfigs;
 use crate::command::Invocation;
 use crate::deploy::helm_install;
 use crate::docker::{require_buildx, require_docker_engine};
@@ -30,14 +30,7 @@ pub const IMAGE_USER: &str = "65532:65532";
 pub fn image(sh: &Shell, flags: &flags::E2e, build: &Build) -> anyhow::Result<String> {
     require_docker_engine(sh)?;
     if !flags.no_build {
-        require_buildx(sh)?;
-        for step in build.steps() {
-            if let crate::plan::Step::Run(docker) = step {
-                let invocation = wrapped(flags.build_with.as_deref(), &docker);
-                println!("==> {invocation}");
-                invocation.to_cmd(sh).run().context("docker build failed")?;
-            }
-        }
+        build_image(sh, flags.build_with.as_deref(), build)?;
     }
     let tag = &build.tag;
     let inspected = sh
@@ -62,6 +55,19 @@ pub fn image(sh: &Shell, flags: &flags::E2e, build: &Build) -> anyhow::Result<St
     Ok(format!("{tag}, {megabytes:.1} MB, user {user}"))
 }
 
+/// `docker build` of the image, under `wrapper`'s words when given (`testbed with-net`).
+pub fn build_image(sh: &Shell, wrapper: Option<&str>, build: &Build) -> anyhow::Result<()> {
+    require_buildx(sh)?;
+    for step in build.steps() {
+        if let crate::plan::Step::Run(docker) = step {
+            let invocation = wrapped(wrapper, &docker);
+            println!("==> {invocation}");
+            invocation.to_cmd(sh).run().context("docker build failed")?;
+        }
+    }
+    Ok(())
+}
+
 /// Loads every image the release runs into the nodes: with `--load-with` (image names
 /// appended), or `kind load docker-image` when the context is a kind cluster's.
 pub fn load(
@@ -78,7 +84,9 @@ pub fn load(
     } else {
         let context = match &release.context {
             Some(context) => context.clone(),
-            None => Kubeconfig::read()
+            // The same files the client was built from, found as kubectl finds them.
+            None => Kubeconfigs::from_env()
+                .read()
                 .ok()
                 .and_then(|config| config.current_context)
                 .unwrap_or_default(),
@@ -185,7 +193,7 @@ pub async fn helm_test(sh: &Shell, client: &Client, release: &Release) -> anyhow
         return Ok("every test pod succeeded".to_owned());
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), &release.namespace);
-    let selector = format!("{},app.kubernetes.io/component=test", release.selector());
+    let selector = release.component_selector("test");
     for pod in pods
         .list(&ListParams::default().labels(&selector))
         .await?
@@ -237,7 +245,7 @@ fn images_in(manifests: &str) -> Vec<String> {
 }
 
 /// `docker build ...` run under a wrapper's words (`testbed with-net docker build ...`).
-pub fn wrapped(wrapper: Option<&str>, invocation: &Invocation) -> Invocation {
+fn wrapped(wrapper: Option<&str>, invocation: &Invocation) -> Invocation {
     let Some(wrapper) = wrapper else {
         return invocation.clone();
     };
