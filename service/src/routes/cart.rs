@@ -18,6 +18,7 @@ use crate::domain::{self, Id, IdempotencyKey};
 use crate::error::{Error, Problem, Result};
 use crate::state::AppState;
 use crate::store::{Added, Claim};
+use crate::telemetry;
 
 /// The request header that makes a POST safe to retry.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -142,7 +143,7 @@ pub async fn add_item(
             Added::ClaimLost => Err(in_flight()),
         }
     }
-    .instrument(tracing::info_span!("cart.add_item"))
+    .instrument(telemetry::sampled_child(|| tracing::info_span!("cart.add_item")))
     .await
 }
 
@@ -176,7 +177,9 @@ pub async fn get_cart(
         };
         Ok(Json(cart).into_response())
     }
-    .instrument(tracing::info_span!("cart.get_cart"))
+    .instrument(telemetry::sampled_child(|| {
+        tracing::info_span!("cart.get_cart")
+    }))
     .await
 }
 
@@ -197,7 +200,9 @@ pub async fn clear_cart(
         state.store.clear(&user).await?;
         Ok(StatusCode::NO_CONTENT)
     }
-    .instrument(tracing::info_span!("cart.clear_cart"))
+    .instrument(telemetry::sampled_child(|| {
+        tracing::info_span!("cart.clear_cart")
+    }))
     .await
 }
 
@@ -229,7 +234,9 @@ pub async fn set_item(
             None => Err(item_cap(&state)),
         }
     }
-    .instrument(tracing::info_span!("cart.set_item"))
+    .instrument(telemetry::sampled_child(|| {
+        tracing::info_span!("cart.set_item")
+    }))
     .await
 }
 
@@ -253,7 +260,9 @@ pub async fn remove_item(
         state.store.set_item(&user, &product, 0).await?;
         Ok(StatusCode::NO_CONTENT)
     }
-    .instrument(tracing::info_span!("cart.remove_item"))
+    .instrument(telemetry::sampled_child(|| {
+        tracing::info_span!("cart.remove_item")
+    }))
     .await
 }
 

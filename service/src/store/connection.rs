@@ -158,10 +158,7 @@ impl RedisConnection {
             slot.wake.notify_one();
             return Err(StoreError::NotConnected);
         };
-        // Only inside a traced request: the probes ping Redis too, and stay untraced.
-        let span = if tracing::Span::current().is_none() {
-            tracing::Span::none()
-        } else {
+        let span = crate::telemetry::sampled_child(|| {
             tracing::info_span!(
                 "redis",
                 otel.name = command,
@@ -173,7 +170,7 @@ impl RedisConnection {
                 otel.status_code = Empty,
                 otel.status_message = Empty,
             )
-        };
+        });
         let started = Instant::now();
         let result = operation((*connection).clone())
             .instrument(span.clone())

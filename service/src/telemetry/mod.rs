@@ -1,12 +1,11 @@
 //! Telemetry: logs and traces on the ecosystem's crates, set up once by [`init`] and
 //! flushed by the returned guard.
 //!
-//! - Traces ([`otel`], [`http`] for the SERVER span): `tracing` spans become OpenTelemetry
-//!   spans through tracing-opentelemetry; the SDK's batch processor exports them with
-//!   opentelemetry-otlp when an OTLP endpoint is set. Without one nothing is exported, but
-//!   requests are still sampled, so logs and `traceparent` carry real ids.
-//! - Logs ([`logs`]): JSON lines (json-subscriber) or pretty lines on stdout, the same JSON
-//!   in the rotating `LOG_FILE`, both through tracing-appender's non-blocking writers.
+//! - Traces ([`otel`], [`http`] for the SERVER span): tracing-opentelemetry spans, exported
+//!   by opentelemetry-otlp through the SDK's batch processor when an endpoint is set.
+//!   Without one, requests are still sampled, so logs and `traceparent` carry real ids.
+//! - Logs ([`logs`]): JSON (json-subscriber) or pretty lines on stdout, the same JSON in
+//!   the rotating `LOG_FILE`, through tracing-appender's non-blocking writers.
 //!
 //! Each has its own filter, so `RUST_LOG=warn` quiets the logs without losing traces.
 
@@ -14,7 +13,9 @@ pub mod http;
 pub mod logs;
 pub mod otel;
 
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -56,7 +57,6 @@ pub enum TelemetryError {
 #[must_use = "dropping the guard stops telemetry"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
-    /// Write out the queued log lines when dropped.
     _logs: logs::Guards,
 }
 
@@ -78,9 +78,19 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber (logs and spans) and the W3C propagator. Call once,
-/// inside the Tokio runtime (the gRPC exporter's channel is spawned on it), before
-/// anything logs.
+/// `make`'s span inside a sampled trace, else none: the spans below a request's SERVER span
+/// cost microseconds each, and an unsampled trace never shows them (nor do the probes).
+pub fn sampled_child(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    let current = tracing::Span::current();
+    if !current.is_none() && current.context().span().span_context().is_sampled() {
+        make()
+    } else {
+        tracing::Span::none()
+    }
+}
+
+/// Installs the global subscriber and the W3C propagator; call once, before anything logs,
+/// inside the Tokio runtime (the gRPC exporter's channel is spawned on it).
 pub fn init(config: &Config) -> Result<TelemetryGuard, TelemetryError> {
     otel::check_environment(|name| std::env::var(name).ok())?;
     let provider = otel::provider(config)?;

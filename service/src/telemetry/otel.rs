@@ -1,14 +1,10 @@
 //! OpenTelemetry tracing: the tracer provider (sampler, resource, OTLP exporter behind the
-//! SDK's batch processor), the tracing-opentelemetry layer that turns `tracing` spans into
-//! its spans, and the W3C propagator.
+//! SDK's batch processor), the tracing-opentelemetry layer, and the W3C propagator.
 //!
-//! opentelemetry-otlp and the SDK read the standard `OTEL_*` variables themselves
-//! (endpoint, protocol, timeout, headers, compression, `OTEL_BSP_*`,
-//! `OTEL_RESOURCE_ATTRIBUTES`), but ignore a value they cannot parse: [`check_environment`]
-//! refuses it first, so a bad value stops startup naming the variable. This module reads
-//! what opentelemetry-otlp 0.33 does not: the TLS files of the OTLP exporter
-//! specification (`OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`, `..._CLIENT_CERTIFICATE`,
-//! `..._CLIENT_KEY`), and whether an endpoint is set at all.
+//! The SDK reads the standard `OTEL_*` variables itself but ignores a value it cannot
+//! parse, so [`check_environment`] refuses it first, naming the variable. This module reads
+//! what opentelemetry-otlp does not: the exporter specification's TLS files
+//! (`OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`, `..._CLIENT_CERTIFICATE`, `..._CLIENT_KEY`).
 
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
@@ -96,12 +92,10 @@ pub fn provider(config: &Config) -> Result<SdkTracerProvider, TelemetryError> {
     {
         return Ok(builder.build());
     }
-    // The batch processor of the async runtime, not the one on a thread of its own: that
-    // one polls exports outside Tokio, where the hyper client of http/protobuf panics.
-    let exporter = exporter(&env)?;
-    Ok(builder
-        .with_span_processor(BatchSpanProcessor::builder(exporter, Tokio).build())
-        .build())
+    // The async runtime's batch processor: the threaded one polls exports outside Tokio,
+    // where the hyper client of http/protobuf panics.
+    let processor = BatchSpanProcessor::builder(exporter(&env)?, Tokio).build();
+    Ok(builder.with_span_processor(processor).build())
 }
 
 /// The layer that makes OpenTelemetry spans of `tracing` spans: the request's (TRACE level,
@@ -182,10 +176,9 @@ fn is_traced(metadata: &Metadata<'_>) -> bool {
             || *metadata.level() <= Level::INFO)
 }
 
-/// The OTLP exporter of the protocol the variables name (gRPC by default); the SDK reads
-/// endpoint, timeout, headers and compression itself. An `https://` gRPC endpoint is
-/// verified against the system's roots, or against `OTEL_EXPORTER_OTLP_CERTIFICATE` alone
-/// when it is set, and presents the client certificate when one is set.
+/// The OTLP exporter of the protocol the variables name (gRPC by default). An `https://`
+/// gRPC endpoint is verified against `OTEL_EXPORTER_OTLP_CERTIFICATE` when set, else the
+/// system's roots, and presents the client certificate when one is set.
 fn exporter(env: &impl Fn(&str) -> Option<String>) -> Result<SpanExporter, TelemetryError> {
     // The traces-only variable wins over the general one, as the specification has it.
     let either = |traces: &'static str, general: &'static str| {
@@ -261,18 +254,15 @@ fn exporter(env: &impl Fn(&str) -> Option<String>) -> Result<SpanExporter, Telem
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
     use crate::config::Cli;
     use clap::Parser;
 
     fn check(vars: &[(&str, &str)]) -> Result<(), TelemetryError> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        check_environment(|name| vars.get(name).cloned())
+        check_environment(|name| {
+            let found = vars.iter().find(|(key, _)| *key == name);
+            found.map(|(_, value)| (*value).to_owned())
+        })
     }
 
     #[test]
@@ -301,65 +291,46 @@ mod tests {
 
     #[test]
     fn tls_files_that_cannot_be_used_stop_startup_naming_the_variable() {
-        let https = ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317");
-        for (vars, variable) in [
-            (
-                vec![
-                    https,
-                    ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
-                ],
-                "OTEL_EXPORTER_OTLP_CERTIFICATE",
-            ),
-            (
-                vec![
-                    https,
-                    ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/hostname"),
-                ],
-                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
-            ),
-            (
-                vec![https, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-            ),
+        // Each case: the variable set beside an https:// endpoint, its value, and the
+        // variable the error must name.
+        for (set, value, named) in [
+            ("CERTIFICATE", "/nonexistent/ca.pem", "CERTIFICATE"),
+            ("CLIENT_CERTIFICATE", "/etc/hostname", "CLIENT_KEY"),
+            ("PROTOCOL", "http/protobuf", "ENDPOINT"),
         ] {
-            let vars: HashMap<&str, &str> = vars.into_iter().collect();
-            let env = |name: &str| vars.get(name).map(|v| (*v).to_owned());
-
+            let vars = [("ENDPOINT", "https://collector:4317"), (set, value)];
+            let env = |name: &str| {
+                let mut found = vars
+                    .iter()
+                    .filter(|(key, _)| name.ends_with(&format!("P_{key}")));
+                found.next().map(|(_, value)| (*value).to_owned())
+            };
             let error = exporter(&env).unwrap_err().to_string();
 
-            assert!(error.contains(variable), "{variable}: {error}");
+            let variable = format!("OTEL_EXPORTER_OTLP_{named}");
+            assert!(error.contains(&variable), "{variable}: {error}");
         }
     }
 
     #[test]
-    fn the_default_sampler_is_parent_based_ten_percent() {
-        let config = Cli::parse_from(["cart-service"]).config;
-        let sampler = sampler(&config).unwrap();
-        assert_eq!(
-            format!("{sampler:?}"),
-            format!(
-                "{:?}",
-                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1)))
-            )
-        );
-    }
-
-    #[test]
-    fn unknown_samplers_and_ratios_out_of_range_are_rejected() {
+    fn the_sampler_is_parent_based_ten_percent_unless_set_and_checked() {
         let mut config = Cli::parse_from(["cart-service"]).config;
-        config.otel_traces_sampler = "sometimes".into();
-        let error = sampler(&config).unwrap_err().to_string();
-        assert!(
-            error.starts_with("invalid OTEL_TRACES_SAMPLER:") && error.contains("sometimes"),
-            "{error}"
+        let default = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1)));
+        assert_eq!(
+            format!("{:?}", sampler(&config).unwrap()),
+            format!("{default:?}")
         );
-        config.otel_traces_sampler = "traceidratio".into();
-        config.otel_traces_sampler_arg = 1.5;
-        let error = sampler(&config).unwrap_err().to_string();
-        assert!(
-            error.starts_with("invalid OTEL_TRACES_SAMPLER_ARG:"),
-            "{error}"
-        );
+        for (name, ratio, variable) in [
+            ("sometimes", 0.1, "OTEL_TRACES_SAMPLER"),
+            ("traceidratio", 1.5, "OTEL_TRACES_SAMPLER_ARG"),
+        ] {
+            (config.otel_traces_sampler, config.otel_traces_sampler_arg) = (name.into(), ratio);
+            let error = sampler(&config).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("invalid {variable}:")),
+                "{error}"
+            );
+        }
     }
 
     #[test]
@@ -367,17 +338,18 @@ mod tests {
         let mut config = Cli::parse_from(["cart-service"]).config;
         config.pod_name = "cart-0".into();
         let resource = resource(&config);
-        let get = |key: &'static str| {
-            resource
-                .get(&opentelemetry::Key::new(key))
-                .map(|v| v.to_string())
-        };
-        assert_eq!(get("k8s.pod.name").as_deref(), Some("cart-0"));
-        assert_eq!(get("k8s.namespace.name").as_deref(), Some("default"));
-        assert_eq!(get("service.name").as_deref(), Some("cart-service"));
-        assert_eq!(
-            get("service.version").as_deref(),
-            Some(env!("CARGO_PKG_VERSION"))
-        );
+        for (key, value) in [
+            ("k8s.pod.name", "cart-0"),
+            ("k8s.namespace.name", "default"),
+            ("service.name", "cart-service"),
+            ("service.version", env!("CARGO_PKG_VERSION")),
+        ] {
+            let found = resource.get(&opentelemetry::Key::new(key));
+            assert_eq!(
+                found.map(|v| v.to_string()).as_deref(),
+                Some(value),
+                "{key}"
+            );
+        }
     }
 }

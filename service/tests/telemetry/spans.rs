@@ -356,3 +356,29 @@ async fn a_caller_that_did_not_sample_gets_no_spans_exported() {
         "parent-based sampling follows the caller"
     );
 }
+
+#[test]
+fn no_spans_are_made_below_an_unsampled_request() {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _};
+    use opentelemetry::trace::{TraceFlags, TraceId, TraceState};
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    captured();
+    let child = || cart_service::telemetry::sampled_child(|| tracing::info_span!("cart.child"));
+    let request = |flags| {
+        let span = tracing::info_span!("request");
+        let caller = SpanContext::new(
+            TraceId::from_hex("5bf92f3577b34da6a3ce929d0e0e4737").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            flags,
+            true,
+            TraceState::default(),
+        );
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(caller));
+        span
+    };
+
+    assert!(request(TraceFlags::default()).in_scope(child).is_none());
+    assert!(!request(TraceFlags::SAMPLED).in_scope(child).is_none());
+    assert!(child().is_none(), "outside a request");
+}
