@@ -54,7 +54,7 @@ fn main() {
     runtime.block_on(async {
         for connections in [1, 4] {
             let mut config = Config::for_local(&url);
-            config.redis_connections = connections;
+            config.redis.connections = connections;
             let redis_connection = RedisConnection::start(&config).unwrap();
             while !redis_connection.is_connected() {
                 tokio::time::sleep(Duration::from_millis(10)).await;

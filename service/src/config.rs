@@ -1,15 +1,19 @@
 //! The one `Config`, read once at startup from command-line flags and environment
-//! variables (clap derive + env), then validated as a whole.
+//! variables (clap derive + env), each value parsed into its type, in groups by concern.
 //!
 //! Every field is both a flag and a variable; `cart-service --help` lists them with their
-//! defaults. A bad value stops startup with a message that names the variable, so an
-//! operator reading a crash-looping pod's log knows what to fix.
+//! defaults. A bad value stops startup with a message that names the variable (each
+//! field's value name is its variable), so an operator reading a crash-looping pod's log
+//! knows what to fix. The configuration is plain data: it calls nothing.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use redis::{ConnectionInfo, IntoConnectionInfo as _};
 
 /// The command line: the service itself, or one of its helper subcommands.
 #[derive(Debug, Parser)]
@@ -40,6 +44,137 @@ pub enum Command {
     },
 }
 
+/// Everything the service reads from its environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub cart: CartConfig,
+    #[command(flatten)]
+    pub logging: LoggingConfig,
+    #[command(flatten)]
+    pub stress: StressConfig,
+    #[command(flatten)]
+    pub shutdown: ShutdownConfig,
+    #[command(flatten)]
+    pub pod: PodConfig,
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpConfig {
+    /// Address the HTTP server binds to.
+    #[arg(
+        long,
+        env = "LISTEN_ADDR",
+        value_name = "LISTEN_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub listen_addr: SocketAddr,
+
+    /// Deadline for a whole request, in milliseconds; past it the answer is 503.
+    #[arg(long = "request-timeout-ms", env = "REQUEST_TIMEOUT_MS",
+          value_name = "REQUEST_TIMEOUT_MS", default_value = "10000",
+          value_parser = millis(1..=600_000))]
+    pub request_timeout: Duration,
+
+    /// Time a client has to send its request headers, in milliseconds (slow-loris guard).
+    #[arg(long = "http-header-read-timeout-ms", env = "HTTP_HEADER_READ_TIMEOUT_MS",
+          value_name = "HTTP_HEADER_READ_TIMEOUT_MS", default_value = "5000",
+          value_parser = millis(1..=600_000))]
+    pub header_read_timeout: Duration,
+
+    /// Longest pause allowed between two chunks of a request body, in milliseconds.
+    #[arg(long = "http-body-timeout-ms", env = "HTTP_BODY_TIMEOUT_MS",
+          value_name = "HTTP_BODY_TIMEOUT_MS", default_value = "5000",
+          value_parser = millis(1..=600_000))]
+    pub body_timeout: Duration,
+}
+
+/// The Redis server and the connections to it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisConfig {
+    /// Redis URL: redis:// or rediss:// (TLS), with optional user, password and database.
+    #[arg(long = "redis-url", env = "REDIS_URL", value_name = "REDIS_URL",
+          default_value = "redis://127.0.0.1:6379", hide_env_values = true,
+          value_parser = redis_url)]
+    pub url: ConnectionInfo,
+
+    /// Time to wait for each Redis reply before answering 503, in milliseconds.
+    #[arg(long = "redis-response-timeout-ms", env = "REDIS_RESPONSE_TIMEOUT_MS",
+          value_name = "REDIS_RESPONSE_TIMEOUT_MS", default_value = "500",
+          value_parser = millis(1..=60_000))]
+    pub response_timeout: Duration,
+
+    /// Multiplexed Redis connections, used round-robin; each one pipelines the commands of
+    /// many requests.
+    #[arg(long = "redis-connections", env = "REDIS_CONNECTIONS",
+          value_name = "REDIS_CONNECTIONS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: u16,
+
+    /// Time to wait for a new Redis connection (TCP, TLS and handshake), in milliseconds.
+    #[arg(long = "redis-connect-timeout-ms", env = "REDIS_CONNECT_TIMEOUT_MS",
+          value_name = "REDIS_CONNECT_TIMEOUT_MS", default_value = "1000",
+          value_parser = millis(1..=60_000))]
+    pub connect_timeout: Duration,
+}
+
+/// The limits of a cart.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CartConfig {
+    /// Lifetime of a cart after its last write, in seconds; 0 means carts never expire.
+    #[arg(long = "cart-ttl-seconds", env = "CART_TTL_SECONDS",
+          value_name = "CART_TTL_SECONDS", default_value = "2592000",
+          value_parser = seconds(0..=u64::MAX))]
+    pub ttl: Duration,
+
+    /// Most distinct products one cart may hold.
+    #[arg(long = "cart-max-items", env = "CART_MAX_ITEMS", value_name = "CART_MAX_ITEMS",
+          default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_items: u32,
+
+    /// Most units of one product one cart may hold (also the largest quantity one request may add).
+    #[arg(long = "cart-max-quantity", env = "CART_MAX_QUANTITY",
+          value_name = "CART_MAX_QUANTITY", default_value_t = 999,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_quantity: u32,
+}
+
+/// Where logs go and which.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoggingConfig {
+    /// Also write logs to this file (rotated as `LOG_FILE_ROTATION` says), for a log-shipper sidecar.
+    #[arg(long = "log-file", env = "LOG_FILE", value_name = "LOG_FILE", value_parser = log_file)]
+    pub file: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long = "log-format", env = "LOG_FORMAT", value_name = "LOG_FORMAT", value_enum,
+          default_value_t = LogFormat::Json)]
+    pub format: LogFormat,
+
+    /// How often `LOG_FILE` rotates; the files are named `<LOG_FILE>.<date-time>` (`never`: `<LOG_FILE>`).
+    #[arg(long = "log-file-rotation", env = "LOG_FILE_ROTATION",
+          value_name = "LOG_FILE_ROTATION", value_enum, default_value_t = LogRotation::Daily)]
+    pub file_rotation: LogRotation,
+
+    /// Rotated log files kept; older ones are deleted.
+    #[arg(long = "log-file-max-files", env = "LOG_FILE_MAX_FILES",
+          value_name = "LOG_FILE_MAX_FILES", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub file_max_files: u32,
+
+    /// Log filter in `tracing` `EnvFilter` syntax, e.g. `info,cart_service=debug`.
+    #[arg(long = "log-filter", env = "RUST_LOG", value_name = "RUST_LOG", default_value = "info",
+          value_parser = log_filter)]
+    pub filter: String,
+}
+
 /// Log line format on stdout (and in `LOG_FILE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -47,146 +182,6 @@ pub enum LogFormat {
     Json,
     /// Coloured, multi-line, for humans at a terminal.
     Pretty,
-}
-
-/// Everything the service reads from its environment.
-#[derive(Debug, Clone, clap::Args)]
-#[allow(clippy::struct_excessive_bools)]
-pub struct Config {
-    /// Address the HTTP server binds to.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
-    pub listen_addr: SocketAddr,
-
-    /// Redis URL: redis:// or rediss:// (TLS), with optional user, password and database.
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-
-    /// Time to wait for each Redis reply before answering 503, in milliseconds.
-    #[arg(long, env = "REDIS_RESPONSE_TIMEOUT_MS", default_value_t = 500,
-          value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub redis_response_timeout_ms: u64,
-
-    /// Multiplexed Redis connections, used round-robin; each one pipelines the commands of
-    /// many requests.
-    #[arg(long, env = "REDIS_CONNECTIONS", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub redis_connections: u16,
-
-    /// Time to wait for a new Redis connection (TCP, TLS and handshake), in milliseconds.
-    #[arg(long, env = "REDIS_CONNECT_TIMEOUT_MS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub redis_connect_timeout_ms: u64,
-
-    /// Lifetime of a cart after its last write, in seconds; 0 means carts never expire.
-    #[arg(long, env = "CART_TTL_SECONDS", default_value_t = 2_592_000)]
-    pub cart_ttl_seconds: u64,
-
-    /// Most distinct products one cart may hold.
-    #[arg(long, env = "CART_MAX_ITEMS", default_value_t = 200,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub cart_max_items: u32,
-
-    /// Most units of one product one cart may hold (also the largest quantity one request may add).
-    #[arg(long, env = "CART_MAX_QUANTITY", default_value_t = 999,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub cart_max_quantity: u32,
-
-    /// Deadline for a whole request, in milliseconds; past it the answer is 503.
-    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub request_timeout_ms: u64,
-
-    /// Time a client has to send its request headers, in milliseconds (slow-loris guard).
-    #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT_MS", default_value_t = 5_000,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub http_header_read_timeout_ms: u64,
-
-    /// Longest pause allowed between two chunks of a request body, in milliseconds.
-    #[arg(long, env = "HTTP_BODY_TIMEOUT_MS", default_value_t = 5_000,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub http_body_timeout_ms: u64,
-
-    /// Also write logs to this file (rotated daily), for a log-shipper sidecar.
-    #[arg(long, env = "LOG_FILE")]
-    pub log_file: Option<PathBuf>,
-
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
-    pub log_format: LogFormat,
-
-    /// How often `LOG_FILE` rotates; rotated files are named `<LOG_FILE>.<date-time>`.
-    #[arg(long, env = "LOG_FILE_ROTATION", value_enum, default_value_t = LogRotation::Daily)]
-    pub log_file_rotation: LogRotation,
-
-    /// Rotated log files kept; older ones are deleted.
-    #[arg(long, env = "LOG_FILE_MAX_FILES", default_value_t = 7,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub log_file_max_files: u32,
-
-    /// Log filter in `tracing` `EnvFilter` syntax, e.g. `info,cart_service=debug`.
-    #[arg(long = "log-filter", env = "RUST_LOG", default_value = "info")]
-    pub rust_log: String,
-
-    /// Serve `POST /stress` (for HPA demos); when false the route is 404.
-    #[arg(long, env = "STRESS_ENABLED", default_value_t = true, action = ArgAction::Set)]
-    pub stress_enabled: bool,
-
-    /// Largest `cpu_iterations` one stress request may ask for (one iteration is about 1 ms of CPU).
-    #[arg(long, env = "STRESS_MAX_CPU_ITERATIONS", default_value_t = 5_000)]
-    pub stress_max_cpu_iterations: u32,
-
-    /// Largest `memory_mb` one stress request may ask for.
-    #[arg(long, env = "STRESS_MAX_MEMORY_MB", default_value_t = 128)]
-    pub stress_max_memory_mb: u32,
-
-    /// Stress requests allowed to run at once; more get 429.
-    #[arg(long, env = "STRESS_MAX_CONCURRENCY", default_value_t = 4,
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub stress_max_concurrency: u32,
-
-    /// On SIGTERM, seconds to keep serving with `/readyz` at 503 so endpoints update.
-    #[arg(long, env = "SHUTDOWN_DRAIN_DELAY_SECONDS", default_value_t = 0,
-          value_parser = clap::value_parser!(u64).range(0..=300))]
-    pub shutdown_drain_delay_seconds: u64,
-
-    /// On SIGTERM, seconds in-flight requests get to finish once accepting has stopped.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 5,
-          value_parser = clap::value_parser!(u64).range(0..=300))]
-    pub shutdown_timeout_seconds: u64,
-
-    /// Pod name (Kubernetes downward API), reported by `/healthz` and `/stress`.
-    #[arg(long, env = "POD_NAME", default_value = "unknown")]
-    pub pod_name: String,
-
-    /// Node name (Kubernetes downward API), reported by `/healthz` and `/stress`.
-    #[arg(long, env = "NODE_NAME", default_value = "unknown")]
-    pub node_name: String,
-
-    /// Namespace (Kubernetes downward API).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub pod_namespace: String,
-
-    /// `service.name` of every span.
-    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "cart-service")]
-    pub otel_service_name: String,
-
-    /// Sampler: `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`,
-    /// `parentbased_always_off` or `parentbased_traceidratio`.
-    #[arg(
-        long,
-        env = "OTEL_TRACES_SAMPLER",
-        default_value = "parentbased_traceidratio"
-    )]
-    pub otel_traces_sampler: String,
-
-    /// The ratio for the traceidratio samplers, 0.0 to 1.0.
-    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 0.1)]
-    pub otel_traces_sampler_arg: f64,
 }
 
 /// How often the log file rotates.
@@ -198,7 +193,125 @@ pub enum LogRotation {
     Never,
 }
 
-/// A configuration value that parsed but cannot be used; the message names the variable.
+/// `POST /stress`, the load generator for autoscaling demos.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StressConfig {
+    /// Serve `POST /stress` (for HPA demos); when false the route is 404.
+    #[arg(long = "stress-enabled", env = "STRESS_ENABLED", value_name = "STRESS_ENABLED",
+          default_value_t = true, action = ArgAction::Set)]
+    pub enabled: bool,
+
+    /// Largest `cpu_iterations` one stress request may ask for (one iteration is about 1 ms of CPU).
+    #[arg(
+        long = "stress-max-cpu-iterations",
+        env = "STRESS_MAX_CPU_ITERATIONS",
+        value_name = "STRESS_MAX_CPU_ITERATIONS",
+        default_value_t = 5_000
+    )]
+    pub max_cpu_iterations: u32,
+
+    /// Largest `memory_mb` one stress request may ask for.
+    #[arg(
+        long = "stress-max-memory-mb",
+        env = "STRESS_MAX_MEMORY_MB",
+        value_name = "STRESS_MAX_MEMORY_MB",
+        default_value_t = 128
+    )]
+    pub max_memory_mb: u32,
+
+    /// Stress requests allowed to run at once; more get 429.
+    #[arg(long = "stress-max-concurrency", env = "STRESS_MAX_CONCURRENCY",
+          value_name = "STRESS_MAX_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_concurrency: u32,
+}
+
+/// What SIGTERM does.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShutdownConfig {
+    /// On SIGTERM, seconds to keep serving with `/readyz` at 503 so endpoints update.
+    #[arg(long = "shutdown-drain-delay-seconds", env = "SHUTDOWN_DRAIN_DELAY_SECONDS",
+          value_name = "SHUTDOWN_DRAIN_DELAY_SECONDS", default_value = "0",
+          value_parser = seconds(0..=300))]
+    pub drain_delay: Duration,
+
+    /// On SIGTERM, seconds in-flight requests get to finish once accepting has stopped.
+    #[arg(long = "shutdown-timeout-seconds", env = "SHUTDOWN_TIMEOUT_SECONDS",
+          value_name = "SHUTDOWN_TIMEOUT_SECONDS", default_value = "5",
+          value_parser = seconds(0..=300))]
+    pub timeout: Duration,
+}
+
+/// Where the service runs (Kubernetes downward API).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PodConfig {
+    /// Pod name (Kubernetes downward API), reported by `/healthz` and `/stress`.
+    #[arg(
+        long = "pod-name",
+        env = "POD_NAME",
+        value_name = "POD_NAME",
+        default_value = "unknown"
+    )]
+    pub name: String,
+
+    /// Node name (Kubernetes downward API), reported by `/healthz` and `/stress`.
+    #[arg(
+        long = "node-name",
+        env = "NODE_NAME",
+        value_name = "NODE_NAME",
+        default_value = "unknown"
+    )]
+    pub node: String,
+
+    /// Namespace (Kubernetes downward API).
+    #[arg(
+        long = "pod-namespace",
+        env = "POD_NAMESPACE",
+        value_name = "POD_NAMESPACE",
+        default_value = "default"
+    )]
+    pub namespace: String,
+}
+
+/// The traces; the OpenTelemetry SDK reads the other `OTEL_*` variables itself.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TelemetryConfig {
+    /// `service.name` of every span.
+    #[arg(
+        long = "otel-service-name",
+        env = "OTEL_SERVICE_NAME",
+        value_name = "OTEL_SERVICE_NAME",
+        default_value = "cart-service"
+    )]
+    pub service_name: String,
+
+    /// Sampler: `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`,
+    /// `parentbased_always_off` or `parentbased_traceidratio`.
+    #[arg(long = "otel-traces-sampler", env = "OTEL_TRACES_SAMPLER",
+          value_name = "OTEL_TRACES_SAMPLER", value_enum,
+          default_value_t = SamplerName::ParentbasedTraceidratio)]
+    pub sampler: SamplerName,
+
+    /// The ratio for the traceidratio samplers, 0.0 to 1.0.
+    #[arg(long = "otel-traces-sampler-arg", env = "OTEL_TRACES_SAMPLER_ARG",
+          value_name = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 0.1, value_parser = ratio)]
+    pub sampler_arg: f64,
+}
+
+/// The samplers `OTEL_TRACES_SAMPLER` names, as the OpenTelemetry specification spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum SamplerName {
+    AlwaysOn,
+    AlwaysOff,
+    Traceidratio,
+    ParentbasedAlwaysOn,
+    ParentbasedAlwaysOff,
+    ParentbasedTraceidratio,
+}
+
+/// A configuration value that parsed but cannot be used with the others; the message
+/// names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {variable}: {reason}")]
 pub struct ConfigError {
@@ -207,26 +320,9 @@ pub struct ConfigError {
 }
 
 impl Config {
-    /// Checks what clap's per-field parsers cannot: URLs, filters and combinations. The
-    /// `OTEL_*` values are checked where telemetry is set up ([`crate::telemetry::init`]).
+    /// Checks what one value alone cannot tell.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::store::connection_info(self).map_err(|e| ConfigError {
-            variable: "REDIS_URL",
-            reason: e.to_string(),
-        })?;
-        tracing_subscriber::EnvFilter::try_new(&self.rust_log).map_err(|e| ConfigError {
-            variable: "RUST_LOG",
-            reason: e.to_string(),
-        })?;
-        if let Some(path) = &self.log_file
-            && (path.file_name().is_none() || path.as_os_str().is_empty())
-        {
-            return Err(ConfigError {
-                variable: "LOG_FILE",
-                reason: format!("{} does not name a file", path.display()),
-            });
-        }
-        if self.stress_max_cpu_iterations == 0 && self.stress_enabled {
+        if self.stress.max_cpu_iterations == 0 && self.stress.enabled {
             return Err(ConfigError {
                 variable: "STRESS_MAX_CPU_ITERATIONS",
                 reason: "must be at least 1 while STRESS_ENABLED is true".into(),
@@ -235,29 +331,60 @@ impl Config {
         Ok(())
     }
 
-    #[must_use]
-    pub fn redis_response_timeout(&self) -> Duration {
-        Duration::from_millis(self.redis_response_timeout_ms)
-    }
-
-    #[must_use]
-    pub fn redis_connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.redis_connect_timeout_ms)
-    }
-
-    #[must_use]
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
-    }
-
     /// A configuration for tests and `cargo xtask dev`: defaults, with the given Redis and
     /// an ephemeral port on loopback.
+    ///
+    /// # Panics
+    /// When `redis_url` is not a Redis URL.
     #[must_use]
     pub fn for_local(redis_url: &str) -> Self {
-        let mut config = Cli::parse_from(["cart-service"]).config;
-        config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        redis_url.clone_into(&mut config.redis_url);
-        config
+        Cli::parse_from([
+            "cart-service",
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--redis-url",
+            redis_url,
+        ])
+        .config
+    }
+}
+
+/// Milliseconds within `range`, as a duration.
+fn millis(range: RangeInclusive<u64>) -> impl clap::builder::TypedValueParser<Value = Duration> {
+    clap::value_parser!(u64)
+        .range(range)
+        .map(Duration::from_millis)
+}
+
+/// Seconds within `range`, as a duration.
+fn seconds(range: RangeInclusive<u64>) -> impl clap::builder::TypedValueParser<Value = Duration> {
+    clap::value_parser!(u64)
+        .range(range)
+        .map(Duration::from_secs)
+}
+
+fn redis_url(value: &str) -> Result<ConnectionInfo, String> {
+    value.into_connection_info().map_err(|e| e.to_string())
+}
+
+fn log_file(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    if path.file_name().is_none() {
+        return Err(format!("{value} does not name a file"));
+    }
+    Ok(path)
+}
+
+fn log_filter(value: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(value)
+        .map(|_| value.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn ratio(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("{value} is not a number from 0.0 to 1.0")),
     }
 }
 
@@ -269,25 +396,47 @@ mod tests {
     fn defaults_are_valid() {
         let config = Cli::parse_from(["cart-service"]).config;
         config.validate().unwrap();
-        assert_eq!(config.cart_max_items, 200);
-        assert_eq!(config.cart_max_quantity, 999);
-        assert_eq!(config.cart_ttl_seconds, 30 * 24 * 3600);
+        assert_eq!(config.cart.max_items, 200);
+        assert_eq!(config.cart.max_quantity, 999);
+        assert_eq!(config.cart.ttl, Duration::from_hours(30 * 24));
+    }
+
+    /// The parser's message for `flag value`.
+    fn refused(flag: &str, value: &str) -> String {
+        Cli::try_parse_from(["cart-service", flag, value])
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn bad_redis_url_names_the_variable() {
-        let mut config = Cli::parse_from(["cart-service"]).config;
-        config.redis_url = "http://nope".into();
-        let error = config.validate().unwrap_err().to_string();
-        assert!(error.starts_with("invalid REDIS_URL:"), "{error}");
+        let error = refused("--redis-url", "http://nope");
+        assert!(error.contains("<REDIS_URL>"), "{error}");
     }
 
     #[test]
     fn bad_log_filter_names_the_variable() {
-        let mut config = Cli::parse_from(["cart-service"]).config;
-        config.rust_log = "info,=[".into();
-        let error = config.validate().unwrap_err().to_string();
-        assert!(error.starts_with("invalid RUST_LOG:"), "{error}");
+        let error = refused("--log-filter", "info,=[");
+        assert!(error.contains("<RUST_LOG>"), "{error}");
+    }
+
+    #[test]
+    fn unknown_samplers_and_ratios_out_of_range_name_the_variable() {
+        let error = refused("--otel-traces-sampler", "sometimes");
+        assert!(error.contains("<OTEL_TRACES_SAMPLER>"), "{error}");
+        let error = refused("--otel-traces-sampler-arg", "1.5");
+        assert!(error.contains("<OTEL_TRACES_SAMPLER_ARG>"), "{error}");
+    }
+
+    #[test]
+    fn every_value_names_its_variable() {
+        use clap::CommandFactory as _;
+
+        for arg in Cli::command().get_arguments() {
+            let Some(env) = arg.get_env() else { continue };
+            let names = arg.get_value_names().unwrap_or_default();
+            assert_eq!(names, [env], "{}", arg.get_id());
+        }
     }
 
     #[test]
@@ -296,14 +445,14 @@ mod tests {
         assert!(error.to_string().contains("CART_MAX_ITEMS"), "{error}");
     }
 
-    /// The README's configuration table has one row per variable, in the order of
-    /// `--help`, with its flag and default as clap has them.
+    /// The configuration table in `docs/configuration.md` has one row per variable, in
+    /// the order of `--help`, with its flag and default as clap has them.
     #[test]
-    fn the_readme_table_lists_every_variable_with_its_flag_and_default() {
+    fn the_configuration_doc_lists_every_variable_with_its_flag_and_default() {
         use clap::CommandFactory as _;
 
-        let readme = include_str!("../../README.md");
-        let rows: Vec<Vec<&str>> = readme
+        let doc = include_str!("../../docs/configuration.md");
+        let rows: Vec<Vec<&str>> = doc
             .lines()
             .skip_while(|line| !line.starts_with("| variable | flag | default |"))
             .skip(2)

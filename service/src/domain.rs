@@ -3,7 +3,23 @@
 //! Parsing into these types is the one place input is checked; everything past a handler's
 //! first lines holds values that are known to be well-formed.
 
-use crate::error::Error;
+/// A value that is not valid where it was given: the field it is for and why, which the
+/// HTTP edge answers as a 422 problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
 
 /// Longest identifier accepted, in bytes.
 pub const MAX_ID_LEN: usize = 64;
@@ -19,15 +35,15 @@ pub struct Id(String);
 
 impl Id {
     /// Validates `value` as the identifier named `field` (used in the 422 message).
-    pub fn parse(field: &str, value: String) -> Result<Self, Error> {
+    pub fn parse(field: &str, value: String) -> Result<Self, Invalid> {
         if value.is_empty() || value.len() > MAX_ID_LEN {
-            return Err(Error::invalid(
+            return Err(Invalid::new(
                 field,
                 format!("must be 1 to {MAX_ID_LEN} bytes long"),
             ));
         }
         if !value.bytes().all(is_id_byte) {
-            return Err(Error::invalid(
+            return Err(Invalid::new(
                 field,
                 "may contain only letters, digits and . _ : @ -",
             ));
@@ -47,11 +63,11 @@ impl Id {
 }
 
 /// A quantity checked against `1..=max` (or `0..=max` where zero means "remove").
-pub fn quantity(value: i64, allow_zero: bool, max: u32) -> Result<u32, Error> {
+pub fn quantity(value: i64, allow_zero: bool, max: u32) -> Result<u32, Invalid> {
     let min = i64::from(!allow_zero);
     match u32::try_from(value) {
         Ok(q) if value >= min && q <= max => Ok(q),
-        _ => Err(Error::invalid(
+        _ => Err(Invalid::new(
             "quantity",
             format!("must be between {min} and {max}"),
         )),
@@ -63,12 +79,12 @@ pub fn quantity(value: i64, allow_zero: bool, max: u32) -> Result<u32, Error> {
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
-    pub fn parse(raw: &[u8]) -> Result<Self, Error> {
+    pub fn parse(raw: &[u8]) -> Result<Self, Invalid> {
         if raw.is_empty()
             || raw.len() > MAX_IDEMPOTENCY_KEY_LEN
             || !raw.iter().all(u8::is_ascii_graphic)
         {
-            return Err(Error::invalid(
+            return Err(Invalid::new(
                 "Idempotency-Key",
                 format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
             ));

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::Invalid;
 use crate::store::StoreError;
 
 /// `pub type Result<T> = Result<T, Error>` for handlers and the layers around them.
@@ -33,8 +34,8 @@ pub enum Error {
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// The body is over the size limit (413).
-    #[error("request body is larger than {max} bytes", max = crate::routes::MAX_BODY_BYTES)]
-    PayloadTooLarge,
+    #[error("request body is larger than {max} bytes")]
+    PayloadTooLarge { max: usize },
     /// The request body did not arrive in time (408).
     #[error("the request body was not received in time")]
     RequestTimeout,
@@ -97,7 +98,7 @@ impl Error {
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -142,6 +143,12 @@ impl Error {
             detail: Some(detail),
             errors,
         }
+    }
+}
+
+impl From<Invalid> for Error {
+    fn from(invalid: Invalid) -> Self {
+        Self::invalid(&invalid.field, invalid.message)
     }
 }
 

@@ -44,7 +44,7 @@ async fn run() -> ExitCode {
     let config = cli.config;
 
     if let Some(Command::Healthcheck { url, timeout_ms }) = cli.command {
-        let url = url.unwrap_or_else(|| healthcheck::default_url(config.listen_addr));
+        let url = url.unwrap_or_else(|| healthcheck::default_url(config.http.listen_addr));
         return match healthcheck::probe(&url, Duration::from_millis(timeout_ms)).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -65,7 +65,7 @@ async fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listen = config.listen_addr;
+    let listen = config.http.listen_addr;
     let application = match Application::build(config).await {
         Ok(application) => application,
         Err(error) => {

@@ -40,7 +40,7 @@ impl Application {
             )
         })?;
         let store = Store::new(redis, Limits::from_config(&config));
-        let listener = TcpListener::bind(config.listen_addr).await?;
+        let listener = TcpListener::bind(config.http.listen_addr).await?;
         let state = AppState::new(store, config);
         Ok(Self::with_router(listener, routes::router(&state), state))
     }
@@ -89,9 +89,9 @@ impl Application {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_millis(config.http_header_read_timeout_ms));
+            .header_read_timeout(config.http.header_read_timeout);
 
-        let drain_delay = Duration::from_secs(config.shutdown_drain_delay_seconds);
+        let drain_delay = config.shutdown.drain_delay;
         let draining = state.clone();
         let stop_accepting = async move {
             shutdown.await;
@@ -133,7 +133,7 @@ impl Application {
         }
         drop(listener);
 
-        let timeout = Duration::from_secs(config.shutdown_timeout_seconds);
+        let timeout = config.shutdown.timeout;
         tracing::info!(
             timeout_s = timeout.as_secs(),
             "shutdown: stopped accepting, finishing in-flight requests"

@@ -34,7 +34,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     #[must_use]
     pub fn new(store: Store, config: Config) -> Self {
-        let permits = usize::try_from(config.stress_max_concurrency).unwrap_or(1);
+        let permits = usize::try_from(config.stress.max_concurrency).unwrap_or(1);
         Self(Arc::new(Inner {
             store,
             config,

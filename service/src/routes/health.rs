@@ -52,8 +52,8 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>
     let body = Health {
         status: if healthy { "ok" } else { "unavailable" },
         redis,
-        pod: state.config.pod_name.clone(),
-        node: state.config.node_name.clone(),
+        pod: state.config.pod.name.clone(),
+        node: state.config.pod.node.clone(),
         version: env!("CARGO_PKG_VERSION"),
     };
     let status = if healthy {

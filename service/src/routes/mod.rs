@@ -14,7 +14,6 @@ pub mod openapi;
 pub mod stress;
 
 use std::any::Any;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -51,7 +50,7 @@ pub fn api(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::openapi_json));
-    if state.config.stress_enabled {
+    if state.config.stress.enabled {
         api = api.routes(routes!(stress::stress));
     }
     api
@@ -68,13 +67,11 @@ pub fn with_layers(
     metrics::handle();
     routes
         .fallback(|| async { Error::NotFound })
-        .layer(RequestBodyTimeoutLayer::new(Duration::from_millis(
-            state.config.http_body_timeout_ms,
-        )))
+        .layer(RequestBodyTimeoutLayer::new(state.config.http.body_timeout))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            state.config.request_timeout(),
+            state.config.http.request_timeout,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(metrics::observe))
@@ -103,7 +100,9 @@ impl From<JsonRejection> for Error {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE
                     || caused_by::<LengthLimitError>(&e) =>
             {
-                Self::PayloadTooLarge
+                Self::PayloadTooLarge {
+                    max: MAX_BODY_BYTES,
+                }
             }
             JsonRejection::BytesRejection(e) if caused_by::<TimeoutError>(&e) => {
                 Self::RequestTimeout
@@ -146,7 +145,12 @@ async fn problemify(response: Response) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => {
             Some("method not allowed for this path; see the Allow header".to_owned())
         }
-        StatusCode::PAYLOAD_TOO_LARGE => Some(Error::PayloadTooLarge.to_string()),
+        StatusCode::PAYLOAD_TOO_LARGE => Some(
+            Error::PayloadTooLarge {
+                max: MAX_BODY_BYTES,
+            }
+            .to_string(),
+        ),
         StatusCode::REQUEST_TIMEOUT => Some(Error::RequestTimeout.to_string()),
         StatusCode::SERVICE_UNAVAILABLE => {
             Some("the request did not finish before its deadline".to_owned())

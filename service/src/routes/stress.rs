@@ -16,7 +16,7 @@ use crate::error::{Error, Problem, Result};
 use crate::state::AppState;
 
 /// One CPU iteration counts the primes below this bound by trial division: about 1 ms on
-/// one core of a current x86-64 server in a release build (see README, "Stress").
+/// one core of a current x86-64 server in a release build (docs/api.md, "Stress").
 pub const PRIMES_BELOW: u32 = 35_000;
 
 /// Query of `POST /stress`.
@@ -57,15 +57,15 @@ pub async fn stress(
     let cpu_iterations = params.cpu_iterations.unwrap_or(1000);
     let memory_mb = params.memory_mb.unwrap_or(0);
     let config = &state.config;
-    if cpu_iterations > config.stress_max_cpu_iterations {
-        let max = config.stress_max_cpu_iterations;
+    if cpu_iterations > config.stress.max_cpu_iterations {
+        let max = config.stress.max_cpu_iterations;
         return Err(Error::invalid(
             "cpu_iterations",
             format!("must be at most {max} (STRESS_MAX_CPU_ITERATIONS)"),
         ));
     }
-    if memory_mb > config.stress_max_memory_mb {
-        let max = config.stress_max_memory_mb;
+    if memory_mb > config.stress.max_memory_mb {
+        let max = config.stress.max_memory_mb;
         return Err(Error::invalid(
             "memory_mb",
             format!("must be at most {max} (STRESS_MAX_MEMORY_MB)"),
@@ -78,7 +78,7 @@ pub async fn stress(
         .map_err(|_| {
             Error::TooManyRequests(format!(
                 "{} stress requests are already running (STRESS_MAX_CONCURRENCY)",
-                config.stress_max_concurrency
+                config.stress.max_concurrency
             ))
         })?;
 
@@ -97,8 +97,8 @@ pub async fn stress(
         primes_found,
         memory_mb,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        pod: config.pod_name.clone(),
-        node: config.node_name.clone(),
+        pod: config.pod.name.clone(),
+        node: config.pod.node.clone(),
     }))
 }
 

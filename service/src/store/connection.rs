@@ -3,8 +3,8 @@
 //!
 //! redis-rs's `ConnectionManager` was the first choice, but it makes every command issued
 //! while it reconnects wait for the reconnect (with its own retry schedule), which turns
-//! "Redis is down" into slow requests. This supervisor gives the behaviour DESIGN.md asks
-//! for instead:
+//! "Redis is down" into slow requests. This supervisor gives the fault behaviour the service
+//! promises instead (docs/adr/0002-redis-connection-supervisor.md):
 //! - startup never waits: the first connect runs in the background;
 //! - while there is no connection, commands fail at once (a fast 503) and nudge the
 //!   supervisor, so the first request after Redis is back succeeds within a second;
@@ -27,9 +27,7 @@ use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
 use redis::io::tcp::socket2;
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
-use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisResult,
-};
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisResult};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tracing::Instrument as _;
@@ -82,8 +80,8 @@ struct Slot {
     consecutive_timeouts: AtomicU32,
 }
 
-/// Parses `REDIS_URL` and applies the TCP settings every connection uses.
-pub fn connection_info(config: &Config) -> RedisResult<ConnectionInfo> {
+/// `REDIS_URL` with the TCP settings every connection uses.
+fn connection_info(config: &Config) -> ConnectionInfo {
     let keepalive = TcpKeepalive::new()
         .with_time(Duration::from_secs(10))
         .with_interval(Duration::from_secs(5))
@@ -92,17 +90,13 @@ pub fn connection_info(config: &Config) -> RedisResult<ConnectionInfo> {
         .set_nodelay(true)
         .set_keepalive(keepalive)
         .set_user_timeout(Duration::from_secs(10));
-    Ok(config
-        .redis_url
-        .as_str()
-        .into_connection_info()?
-        .set_tcp_settings(tcp))
+    config.redis.url.clone().set_tcp_settings(tcp)
 }
 
 impl RedisConnection {
     /// Starts the supervisor, which connects in the background; returns at once.
     pub fn start(config: &Config) -> RedisResult<Self> {
-        let info = connection_info(config)?;
+        let info = connection_info(config);
         let (server_address, server_port) = match info.addr() {
             ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
                 (host.clone(), *port)
@@ -112,16 +106,16 @@ impl RedisConnection {
         };
         let client = Client::open(info.clone())?;
         let connection_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(config.redis_connect_timeout()))
-            .set_response_timeout(Some(config.redis_response_timeout()));
+            .set_connection_timeout(Some(config.redis.connect_timeout))
+            .set_response_timeout(Some(config.redis.response_timeout));
         let inner = Arc::new(Inner {
             info,
             client,
             config: connection_config,
             server_address: server_address.into(),
             server_port,
-            connect_timeout: config.redis_connect_timeout() + config.redis_response_timeout(),
-            slots: (0..config.redis_connections)
+            connect_timeout: config.redis.connect_timeout + config.redis.response_timeout,
+            slots: (0..config.redis.connections)
                 .map(|_| Slot::default())
                 .collect(),
             next: AtomicUsize::new(0),

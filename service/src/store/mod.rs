@@ -1,7 +1,7 @@
 //! Everything that speaks Redis: the connection ([`connection`]), the Lua scripts that do
 //! every read-then-write atomically, and the typed cart operations handlers call.
 //!
-//! Data model (see DESIGN.md): a cart is the hash `cart:{<user_id>}` (field product id,
+//! Data model: a cart is the hash `cart:{<user_id>}` (field product id,
 //! value quantity); an idempotency record is the hash `idem:{<user_id>}:<key>`. Both of a
 //! user's keys share the hash tag `{<user_id>}`, so every script touches one cluster slot.
 
@@ -16,7 +16,7 @@ use redis::{AsyncCommands, Script};
 use crate::config::Config;
 use crate::domain::{Id, IdempotencyKey};
 
-pub use connection::{RedisConnection, connection_info};
+pub use connection::RedisConnection;
 
 /// How long an Idempotency-Key stays claimed by a request that has not finished; past it,
 /// a retry may claim the key again (the claim token keeps a late finisher from writing).
@@ -57,9 +57,9 @@ impl Limits {
     #[must_use]
     pub fn from_config(config: &Config) -> Self {
         Self {
-            max_items: config.cart_max_items,
-            max_quantity: config.cart_max_quantity,
-            ttl_seconds: config.cart_ttl_seconds,
+            max_items: config.cart.max_items,
+            max_quantity: config.cart.max_quantity,
+            ttl_seconds: config.cart.ttl.as_secs(),
         }
     }
 }
@@ -275,8 +275,7 @@ fn claim_token() -> String {
 /// moved into its `String`.
 ///
 /// By hand rather than through redis-rs's `FromRedisValue` for pairs, which spent about
-/// 6 000 instructions on a 20-line cart going through `&str` for every quantity
-/// (callgrind, README "What the profiles showed").
+/// 6 000 instructions on a 20-line cart going through `&str` for every quantity (callgrind).
 fn cart_lines(reply: redis::Value) -> Result<Vec<(String, u32)>, StoreError> {
     use redis::Value;
     let line = |product, quantity| match (product, quantity) {

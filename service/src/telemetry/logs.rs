@@ -52,19 +52,23 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     // Config::validate has checked RUST_LOG; "info" only guards against a caller that did not.
-    let filter = EnvFilter::try_new(&config.rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(&config.logging.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let mut guards = Guards::new();
     let stdout = non_blocking(Box::new(std::io::stdout()), &mut guards);
-    let file = config
-        .log_file
-        .as_deref()
-        .map(|path| open_log_file(path, config.log_file_rotation, config.log_file_max_files));
+    let file = config.logging.file.as_deref().map(|path| {
+        open_log_file(
+            path,
+            config.logging.file_rotation,
+            config.logging.file_max_files,
+        )
+    });
     let (file, file_error) = match file {
         None => (None, None),
         Some(Ok(file)) => (Some(non_blocking(Box::new(file), &mut guards)), None),
         Some(Err(error)) => (None, Some(error)),
     };
-    let layer = match (config.log_format, file) {
+    let layer = match (config.logging.format, file) {
         // Each line formatted once and written to both: formatting it for each sink cost
         // `add` at 64 connections 2 µs of CPU a request (perf, default sampling).
         (LogFormat::Json, Some(file)) => json_layer(stdout.and(file)).boxed(),

@@ -23,7 +23,7 @@ use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::registry::LookupSpan;
 
 use super::TelemetryError;
-use crate::config::Config;
+use crate::config::{Config, SamplerName, TelemetryConfig};
 use Check::{KeyValues, OneOf, Positive};
 
 /// Each variable the SDK reads that a typo could silently change, with the values it takes.
@@ -84,7 +84,7 @@ pub fn check_environment(env: impl Fn(&str) -> Option<String>) -> Result<(), Tel
 /// batch processor with the OTLP exporter when an endpoint is set.
 pub fn provider(config: &Config) -> Result<SdkTracerProvider, TelemetryError> {
     let builder = SdkTracerProvider::builder()
-        .with_sampler(sampler(config)?)
+        .with_sampler(sampler(&config.telemetry))
         .with_resource(resource(config));
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     if env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
@@ -124,33 +124,18 @@ pub fn install_propagator() {
 }
 
 /// The sampler `OTEL_TRACES_SAMPLER` (and `OTEL_TRACES_SAMPLER_ARG`) name.
-pub fn sampler(config: &Config) -> Result<Sampler, TelemetryError> {
-    let ratio = config.otel_traces_sampler_arg;
-    if !(0.0..=1.0).contains(&ratio) {
-        return Err(TelemetryError::Invalid {
-            variable: "OTEL_TRACES_SAMPLER_ARG",
-            reason: format!("{ratio} is not between 0.0 and 1.0"),
-        });
+#[must_use]
+pub fn sampler(config: &TelemetryConfig) -> Sampler {
+    let ratio = config.sampler_arg;
+    let parent_based = |root| Sampler::ParentBased(Box::new(root));
+    match config.sampler {
+        SamplerName::AlwaysOn => Sampler::AlwaysOn,
+        SamplerName::AlwaysOff => Sampler::AlwaysOff,
+        SamplerName::Traceidratio => Sampler::TraceIdRatioBased(ratio),
+        SamplerName::ParentbasedAlwaysOn => parent_based(Sampler::AlwaysOn),
+        SamplerName::ParentbasedAlwaysOff => parent_based(Sampler::AlwaysOff),
+        SamplerName::ParentbasedTraceidratio => parent_based(Sampler::TraceIdRatioBased(ratio)),
     }
-    Ok(match config.otel_traces_sampler.as_str() {
-        "always_on" => Sampler::AlwaysOn,
-        "always_off" => Sampler::AlwaysOff,
-        "traceidratio" => Sampler::TraceIdRatioBased(ratio),
-        "parentbased_always_on" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        "parentbased_traceidratio" => {
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
-        }
-        other => {
-            return Err(TelemetryError::Invalid {
-                variable: "OTEL_TRACES_SAMPLER",
-                reason: format!(
-                    "unknown sampler {other:?}: use always_on, always_off, traceidratio, \
-                     parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
-                ),
-            });
-        }
-    })
 }
 
 /// `service.*`, `k8s.*` from the downward API, `deployment.environment.name`, then
@@ -158,13 +143,13 @@ pub fn sampler(config: &Config) -> Result<Sampler, TelemetryError> {
 #[must_use]
 pub fn resource(config: &Config) -> Resource {
     Resource::builder_empty()
-        .with_service_name(config.otel_service_name.clone())
+        .with_service_name(config.telemetry.service_name.clone())
         .with_attributes([
             KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
             KeyValue::new("deployment.environment.name", "development"),
-            KeyValue::new("k8s.pod.name", config.pod_name.clone()),
-            KeyValue::new("k8s.node.name", config.node_name.clone()),
-            KeyValue::new("k8s.namespace.name", config.pod_namespace.clone()),
+            KeyValue::new("k8s.pod.name", config.pod.name.clone()),
+            KeyValue::new("k8s.node.name", config.pod.node.clone()),
+            KeyValue::new("k8s.namespace.name", config.pod.namespace.clone()),
         ])
         .with_detector(Box::new(EnvResourceDetector::new()))
         .build()
@@ -313,30 +298,21 @@ mod tests {
     }
 
     #[test]
-    fn the_sampler_is_parent_based_ten_percent_unless_set_and_checked() {
-        let mut config = Cli::parse_from(["cart-service"]).config;
+    fn the_sampler_is_parent_based_ten_percent_unless_set() {
+        let name = |args: &[&str]| {
+            let config = Cli::parse_from([&["cart-service"], args].concat()).config;
+            format!("{:?}", sampler(&config.telemetry))
+        };
         let default = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1)));
-        assert_eq!(
-            format!("{:?}", sampler(&config).unwrap()),
-            format!("{default:?}")
-        );
-        for (name, ratio, variable) in [
-            ("sometimes", 0.1, "OTEL_TRACES_SAMPLER"),
-            ("traceidratio", 1.5, "OTEL_TRACES_SAMPLER_ARG"),
-        ] {
-            (config.otel_traces_sampler, config.otel_traces_sampler_arg) = (name.into(), ratio);
-            let error = sampler(&config).unwrap_err().to_string();
-            assert!(
-                error.starts_with(&format!("invalid {variable}:")),
-                "{error}"
-            );
-        }
+        assert_eq!(name(&[]), format!("{default:?}"));
+        let off = ["--otel-traces-sampler", "always_off"];
+        assert_eq!(name(&off), format!("{:?}", Sampler::AlwaysOff));
     }
 
     #[test]
     fn the_resource_has_the_service_and_downward_api_attributes() {
         let mut config = Cli::parse_from(["cart-service"]).config;
-        config.pod_name = "cart-0".into();
+        config.pod.name = "cart-0".into();
         let resource = resource(&config);
         for (key, value) in [
             ("k8s.pod.name", "cart-0"),

@@ -1,5 +1,7 @@
 //! The cart routes against a real Redis: totals, ordering, TTL, caps and validation.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::helpers::{
@@ -171,7 +173,7 @@ async fn add_over_the_line_cap_is_rejected_and_changes_nothing() {
 
 #[tokio::test]
 async fn add_over_the_item_cap_is_rejected_and_changes_nothing() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.cart_max_items = 2).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| c.cart.max_items = 2).await;
     let user = unique_user();
     app.add(&user, "p-1", 1).await;
     app.add(&user, "p-2", 1).await;
@@ -248,7 +250,10 @@ async fn invalid_ids_and_quantities_are_422_with_the_field_named() {
 
 #[tokio::test]
 async fn every_write_sets_and_refreshes_the_ttl() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.cart_ttl_seconds = 1000).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| {
+        c.cart.ttl = Duration::from_secs(1000);
+    })
+    .await;
     let mut redis = redis_client(&app.redis_url).await;
     let user = unique_user();
     let key = format!("cart:{{{user}}}");
@@ -298,7 +303,7 @@ async fn every_write_sets_and_refreshes_the_ttl() {
 
 #[tokio::test]
 async fn a_zero_ttl_means_carts_never_expire() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.cart_ttl_seconds = 0).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| c.cart.ttl = Duration::ZERO).await;
     let mut redis = redis_client(&app.redis_url).await;
     let user = unique_user();
 

@@ -31,7 +31,7 @@ async fn fifty_concurrent_adds_to_one_line_total_exactly_fifty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_adds_never_pass_the_quantity_cap() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.cart_max_quantity = 30).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| c.cart.max_quantity = 30).await;
     let user = unique_user();
 
     let responses = join_all((0..100).map(|_| app.add(&user, "p-1", 1))).await;
@@ -44,7 +44,7 @@ async fn hundred_concurrent_adds_never_pass_the_quantity_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_new_lines_never_pass_the_item_cap() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.cart_max_items = 10).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| c.cart.max_items = 10).await;
     let user = unique_user();
 
     let responses = join_all((0..100).map(|i| {
@@ -70,7 +70,7 @@ async fn hundred_concurrent_new_lines_never_pass_the_item_cap() {
 async fn commands_issued_together_reach_redis_in_a_few_reads() {
     let redis = RedisServer::start();
     let mut config = Config::for_local(&redis.url());
-    config.redis_connections = 1;
+    config.redis.connections = 1;
     let connection = RedisConnection::start(&config).unwrap();
     eventually(Duration::from_secs(5), "connected", || async {
         connection.is_connected()

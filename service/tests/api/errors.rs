@@ -163,7 +163,10 @@ async fn a_chunked_body_over_16_kib_is_413() {
 
 #[tokio::test]
 async fn a_body_that_stalls_is_408() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.http_body_timeout_ms = 200).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| {
+        c.http.body_timeout = Duration::from_millis(200);
+    })
+    .await;
     let request = format!(
         "POST /v1/cart/{} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"pro",
         unique_user()
@@ -185,7 +188,10 @@ async fn a_body_that_stalls_is_408() {
 
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.http_header_read_timeout_ms = 200).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| {
+        c.http.header_read_timeout = Duration::from_millis(200);
+    })
+    .await;
     let address = app.address.clone();
 
     let started = Instant::now();
@@ -209,7 +215,10 @@ async fn slow_headers_are_cut_off() {
 
 #[tokio::test]
 async fn a_request_past_its_deadline_is_503_with_retry_after() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.request_timeout_ms = 100).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| {
+        c.http.request_timeout = Duration::from_millis(100);
+    })
+    .await;
 
     let response = app
         .client

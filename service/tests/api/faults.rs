@@ -182,8 +182,8 @@ async fn a_password_in_redis_url_authenticates_and_a_wrong_one_is_never_ready() 
 async fn several_connections_share_the_load_and_all_come_back_after_a_restart() {
     let mut redis = RedisServer::start();
     let app = spawn_app_with(&redis.url(), |c| {
-        c.redis_connections = 3;
-        c.redis_response_timeout_ms = 300;
+        c.redis.connections = 3;
+        c.redis.response_timeout = Duration::from_millis(300);
     })
     .await;
     let user = unique_user();
@@ -218,7 +218,7 @@ async fn several_connections_share_the_load_and_all_come_back_after_a_restart() 
 /// The service against `redis`, with a short response timeout and one cart that works.
 async fn app_with_a_cart(redis: &RedisServer) -> (TestApp, String) {
     let app = spawn_app_with(&redis.url(), |c| {
-        c.redis_response_timeout_ms = RESPONSE_TIMEOUT_MS;
+        c.redis.response_timeout = Duration::from_millis(RESPONSE_TIMEOUT_MS);
     })
     .await;
     let user = unique_user();

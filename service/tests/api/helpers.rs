@@ -301,7 +301,7 @@ pub async fn spawn_app_unready(
     config.validate().expect("test configuration is valid");
     let redis = RedisConnection::start(&config).expect("valid redis url");
     let store = Store::new(redis, Limits::from_config(&config));
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+    let listener = tokio::net::TcpListener::bind(config.http.listen_addr)
         .await
         .expect("bind a free port");
     let state = AppState::new(store, config);

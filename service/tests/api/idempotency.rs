@@ -150,7 +150,7 @@ async fn records_live_24_hours() {
 
 #[tokio::test]
 async fn a_rejected_add_is_not_remembered_so_a_later_retry_runs() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.cart_max_items = 1).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| c.cart.max_items = 1).await;
     let user = unique_user();
     app.add(&user, "p-1", 1).await;
 

@@ -7,8 +7,8 @@ use crate::helpers::{assert_problem, shared_redis_url, spawn_app, spawn_app_with
 #[tokio::test]
 async fn healthz_reports_redis_pod_node_and_version() {
     let app = spawn_app_with(&shared_redis_url(), |c| {
-        c.pod_name = "cart-7d9f".into();
-        c.node_name = "node-a".into();
+        c.pod.name = "cart-7d9f".into();
+        c.pod.node = "node-a".into();
     })
     .await;
 
@@ -32,7 +32,7 @@ async fn livez_and_readyz_answer_200_when_redis_is_up() {
 
 #[tokio::test]
 async fn stress_reports_the_work_done() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.pod_name = "cart-1".into()).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| c.pod.name = "cart-1".into()).await;
 
     let response = app
         .client
@@ -56,8 +56,8 @@ async fn stress_reports_the_work_done() {
 #[tokio::test]
 async fn stress_over_its_limits_is_422_and_unparsable_is_400() {
     let app = spawn_app_with(&shared_redis_url(), |c| {
-        c.stress_max_cpu_iterations = 10;
-        c.stress_max_memory_mb = 4;
+        c.stress.max_cpu_iterations = 10;
+        c.stress.max_memory_mb = 4;
     })
     .await;
 
@@ -93,7 +93,7 @@ async fn stress_over_its_limits_is_422_and_unparsable_is_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stress_beyond_its_concurrency_is_429() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.stress_max_concurrency = 1).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| c.stress.max_concurrency = 1).await;
 
     let responses = join_all((0..4).map(|_| {
         app.client
@@ -119,7 +119,7 @@ async fn stress_beyond_its_concurrency_is_429() {
 
 #[tokio::test]
 async fn stress_disabled_is_404() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.stress_enabled = false).await;
+    let app = spawn_app_with(&shared_redis_url(), |c| c.stress.enabled = false).await;
 
     let response = app
         .client

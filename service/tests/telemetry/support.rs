@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cart_service::config::Config;
+use cart_service::config::{Config, SamplerName};
 use cart_service::telemetry::{logs, otel};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing_subscriber::layer::SubscriberExt;
@@ -21,10 +21,10 @@ pub fn captured() -> &'static Captured {
     static CAPTURED: OnceLock<Captured> = OnceLock::new();
     CAPTURED.get_or_init(|| {
         let mut config = Config::for_local("redis://127.0.0.1:1");
-        config.otel_traces_sampler = "parentbased_always_on".into();
+        config.telemetry.sampler = SamplerName::ParentbasedAlwaysOn;
         let spans = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder()
-            .with_sampler(otel::sampler(&config).unwrap())
+            .with_sampler(otel::sampler(&config.telemetry))
             .with_resource(otel::resource(&config))
             .with_simple_exporter(spans.clone())
             .build();
