@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod healthcheck;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -1,8 +1,8 @@
-//! Prometheus metrics at `/metrics`, and the middleware that records HTTP metrics and
-//! writes the access log line of every request.
+//! `/metrics`, and the middleware that records the HTTP metrics and writes the access log
+//! line of every request.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, OnceLock, RwLock};
+use std::sync::{LazyLock, Once, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -10,67 +10,14 @@ use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Gauge, Histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-/// OpenTelemetry semantic-convention buckets for HTTP durations, in seconds.
-pub const DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
-
-/// The process-wide recorder, installed on first use. The `metrics` facade is global by
-/// design, so every `Application` in a process (tests start several) shares it.
-pub fn handle() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), DURATION_BUCKETS)
-            .map(PrometheusBuilder::build_recorder);
-        match recorder {
-            Ok(recorder) => {
-                let handle = recorder.handle();
-                // Fails only if another recorder was installed first; then ours stays empty.
-                if metrics::set_global_recorder(recorder).is_err() {
-                    tracing::warn!(
-                        "a metrics recorder was already installed; /metrics will be empty"
-                    );
-                }
-                metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-                spawn_upkeep(handle.clone());
-                handle
-            }
-            Err(error) => {
-                tracing::error!(error = %error, "invalid metrics buckets");
-                PrometheusBuilder::new().build_recorder().handle()
-            }
-        }
-    })
-}
-
-/// How often histogram samples are folded into their buckets.
-const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The exporter keeps every histogram sample until upkeep folds it into the buckets; with
-/// nobody scraping `/metrics`, memory grew by about 16 bytes a request (114 MiB after a
-/// benchmark run). A thread of its own, because the recorder outlives any one runtime.
-fn spawn_upkeep(handle: PrometheusHandle) {
-    let spawned = std::thread::Builder::new()
-        .name("metrics-upkeep".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(UPKEEP_INTERVAL);
-                handle.run_upkeep();
-            }
-        });
-    if let Err(error) = spawned {
-        tracing::warn!(error = %error, "cannot start metrics upkeep; histograms fold only when scraped");
-    }
-}
 
 /// Prometheus text exposition of every metric.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics() -> impl IntoResponse {
-    let handle = handle();
+    static DESCRIBED: Once = Once::new();
+    let handle = crate::metrics::handle();
+    DESCRIBED.call_once(describe);
     metrics::counter!("log_lines_dropped_total").absolute(crate::telemetry::logs::dropped_lines());
     handle.run_upkeep();
     (
@@ -82,6 +29,42 @@ pub async fn metrics() -> impl IntoResponse {
     )
 }
 
+/// Gives every metric the service exports its `# HELP` text and unit. The exporter reads
+/// descriptions when it renders, so describing before the first scrape is enough; a
+/// metric added without a description here fails the exposition test in `tests/api`.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        "http_server_request_duration_seconds",
+        Unit::Seconds,
+        "Duration of HTTP server requests, by method, route template and status code"
+    );
+    describe_gauge!(
+        "http_server_active_requests",
+        Unit::Count,
+        "HTTP server requests being served now, by method"
+    );
+    describe_counter!(
+        "cart_operations_total",
+        Unit::Count,
+        "Cart operations by operation and outcome: ok, rejected (4xx) or error (5xx)"
+    );
+    describe_histogram!(
+        "redis_command_duration_seconds",
+        Unit::Seconds,
+        "Duration of Redis commands as the service waits for them, by command"
+    );
+    describe_counter!(
+        "log_lines_dropped_total",
+        Unit::Count,
+        "Log lines dropped because a log sink could not keep up (stdout and LOG_FILE count apart)"
+    );
+    describe_gauge!(
+        "build_info",
+        "Always 1: the version label names the running build"
+    );
+}
+
 /// Records `http_server_request_duration_seconds` and in-flight requests by route
 /// template (never the raw path), and logs one access line per request: info for 1xx-3xx,
 /// warn for 4xx, error for 5xx.
@@ -91,7 +74,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method_label = method_label(&method);
-    let in_flight = cached(
+    let in_flight = crate::metrics::cached(
         &IN_FLIGHT,
         method_label,
         || metrics::gauge!("http_server_active_requests", "method" => method_label),
@@ -187,24 +170,6 @@ fn http_handles(method: &'static str, route: &str, status: u16) -> HttpHandles {
         }
     }
     handles
-}
-
-/// The handle `key` names in `cache`, made by `make` the first time.
-pub(crate) fn cached<K, H>(cache: &RwLock<HashMap<K, H>>, key: K, make: impl FnOnce() -> H) -> H
-where
-    K: std::hash::Hash + Eq,
-    H: Clone,
-{
-    if let Ok(map) = cache.read()
-        && let Some(handle) = map.get(&key)
-    {
-        return handle.clone();
-    }
-    let handle = make();
-    if let Ok(mut map) = cache.write() {
-        map.entry(key).or_insert_with(|| handle.clone());
-    }
-    handle
 }
 
 /// The cart operation a route and method carry out, as named in `cart_operations_total`

@@ -64,7 +64,7 @@ pub fn with_layers(
     state: &AppState,
 ) -> Router {
     // Install the recorder before the first request records anything.
-    metrics::handle();
+    crate::metrics::handle();
     routes
         .fallback(|| async { Error::NotFound })
         .layer(RequestBodyTimeoutLayer::new(state.config.http.body_timeout))

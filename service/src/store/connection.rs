@@ -169,7 +169,7 @@ impl RedisConnection {
         let result = operation((*connection).clone())
             .instrument(span.clone())
             .await;
-        crate::routes::metrics::cached(
+        crate::metrics::cached(
             &COMMAND_DURATION,
             command,
             || metrics::histogram!("redis_command_duration_seconds", "command" => command),
