@@ -301,6 +301,11 @@ pub struct Bench {
     /// Evaluate the performance budget of issue 6 and fail on a miss.
     #[arg(long)]
     pub check: bool,
+    /// Also build the service at this git revision (a commit, tag, branch or `HEAD~3`)
+    /// and measure it beside the current one, so a change's before and after land in one
+    /// report; the budget still judges only the current binary.
+    #[arg(long, value_name = "REV")]
+    pub against: Option<String>,
     /// Print the programs, arguments and environment that would run, and run nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -210,6 +210,28 @@ mod tests {
     }
 
     #[test]
+    fn the_budget_judges_only_the_current_binary() {
+        let report = fixture::report_against();
+
+        let verdicts = evaluate(&report);
+
+        assert!(
+            verdicts.iter().all(|v| v.outcome == Outcome::Pass),
+            "the other revision misses every line, the current one none: {}",
+            lines(&verdicts)
+        );
+        let full = verdicts
+            .iter()
+            .find(|v| v.name == "full observability")
+            .unwrap();
+        assert!(
+            full.measured.contains("75.0 % of baseline"),
+            "{}",
+            full.measured
+        );
+    }
+
+    #[test]
     fn a_ratio_below_six_tenths_misses() {
         let mut report = fixture::report();
         report.points[1].ratio = Some(0.59); // add@64

@@ -1,8 +1,9 @@
 //! A plausible [`Report`] for the unit tests of the budget, the Markdown and the chart:
-//! `add`, `get` and `health` at 16 and 64 connections, inside every budget line.
+//! `add`, `get` and `health` at 16 and 64 connections, inside every budget line; and the
+//! same with `--against`, the other revision's binary outside every line.
 
 use super::loadgen::{Errors, HttpResult, RedisResult};
-use super::report::{Machine, Observability, ObservedRun, Point, Report, Startup};
+use super::report::{CURRENT, Machine, Observability, ObservedRun, Point, Report, Startup};
 
 fn http(rps: f64, p99_ms: f64) -> HttpResult {
     HttpResult {
@@ -20,6 +21,7 @@ fn http(rps: f64, p99_ms: f64) -> HttpResult {
 pub fn point(scenario: &str, connections: u32, rps: f64, redis: Option<(&str, f64)>) -> Point {
     Point {
         scenario: scenario.to_owned(),
+        binary: CURRENT.to_owned(),
         connections,
         service: http(rps, 2.0),
         peak_rss_kib: 30 * 1024,
@@ -38,6 +40,7 @@ pub fn point(scenario: &str, connections: u32, rps: f64, redis: Option<(&str, f6
 fn observed(name: &str, sampler: &str, fraction: f64, cpu_limit: Option<f64>) -> ObservedRun {
     ObservedRun {
         name: name.to_owned(),
+        binary: CURRENT.to_owned(),
         sampler: sampler.to_owned(),
         cpu_limit,
         connections: 64,
@@ -96,4 +99,51 @@ pub fn report() -> Report {
         },
         elapsed_s: 120.0,
     }
+}
+
+/// The label of the other revision in [`report_against`].
+pub const OTHER: &str = "aeac87b";
+
+/// [`report`] with `--against`: the other revision's points at 64 connections and its
+/// observability runs, each outside the budget (half the throughput, a failed request,
+/// twice the memory limit), so a test can tell that the budget judges only the current.
+pub fn report_against() -> Report {
+    let mut report = report();
+    let failing = |rps: f64| HttpResult {
+        errors: Errors {
+            status: 1,
+            ..Errors::default()
+        },
+        ..http(rps, 3.0)
+    };
+    let points: Vec<Point> = report
+        .points
+        .iter()
+        .filter(|p| p.connections == 64)
+        .map(|p| Point {
+            binary: OTHER.to_owned(),
+            service: failing(p.service.rps / 2.0),
+            peak_rss_kib: 128 * 1024,
+            ratio: p.ratio.map(|r| r / 2.0),
+            ..p.clone()
+        })
+        .collect();
+    let runs: Vec<ObservedRun> = report
+        .observability
+        .runs
+        .iter()
+        .map(|r| ObservedRun {
+            binary: OTHER.to_owned(),
+            service: failing(r.service.rps / 2.0),
+            peak_rss_kib: 128 * 1024,
+            cpu_s_per_10k: r.cpu_s_per_10k * 2.0,
+            fraction_of_baseline: r
+                .fraction_of_baseline
+                .map(|f| if r.name == "baseline" { f } else { f - 0.3 }),
+            ..r.clone()
+        })
+        .collect();
+    report.points.extend(points);
+    report.observability.runs.extend(runs);
+    report
 }

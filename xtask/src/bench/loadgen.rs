@@ -15,7 +15,7 @@ use crate::command::Invocation;
 pub const WRK_THREADS: u32 = 1;
 
 /// What wrk measured in one run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpResult {
     pub requests: u64,
     pub seconds: f64,
@@ -44,7 +44,7 @@ impl Errors {
 }
 
 /// What redis-benchmark measured in one run (its CSV has no p99.9).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RedisResult {
     pub command: String,
     pub rps: f64,

@@ -13,6 +13,7 @@
 //! [`procfs`] parse what the tools and `/proc` say, [`report`], [`svg`] and [`budget`]
 //! turn results into documents and verdicts.
 
+mod against;
 mod budget;
 mod cgroup;
 #[cfg(test)]
@@ -46,7 +47,12 @@ const QUIET_LOAD: f64 = 1.5;
 impl flags::Bench {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let started = Instant::now();
-        let settings = Settings::new(&self);
+        let against = self
+            .against
+            .as_deref()
+            .map(|name| against::Revision::resolve(sh, name))
+            .transpose()?;
+        let settings = Settings::new(&self, against);
         if self.dry_run {
             print!("{}", settings.describe());
             return Ok(());
@@ -65,6 +71,9 @@ impl flags::Bench {
         let build = build();
         println!("==> {build}");
         build.to_cmd(sh).run().context("release build failed")?;
+        if let Some(revision) = &settings.against {
+            revision.prepare(sh)?;
+        }
 
         let report = session::run(sh, &settings, load, started)?;
         let verdicts = self.check.then(|| budget::evaluate(&report));
@@ -101,10 +110,28 @@ pub struct Settings {
     pub connections: Vec<u32>,
     pub scenarios: Vec<Scenario>,
     pub out: PathBuf,
+    /// The revision `--against` named, resolved; its binary runs beside the current one.
+    pub against: Option<against::Revision>,
+}
+
+/// A service binary under test and the label its runs carry in the reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binary {
+    pub label: String,
+    pub path: PathBuf,
+}
+
+impl Binary {
+    pub fn current() -> Self {
+        Self {
+            label: report::CURRENT.to_owned(),
+            path: PathBuf::from(SERVICE_BINARY),
+        }
+    }
 }
 
 impl Settings {
-    fn new(flags: &flags::Bench) -> Self {
+    fn new(flags: &flags::Bench, against: Option<against::Revision>) -> Self {
         let mut connections = flags.connections.clone();
         connections.sort_unstable();
         connections.dedup();
@@ -116,7 +143,23 @@ impl Settings {
             connections,
             scenarios,
             out: flags.out.clone(),
+            against,
         }
+    }
+
+    /// The binaries measured: the current one, then the `--against` revision's.
+    pub fn binaries(&self) -> Vec<Binary> {
+        std::iter::once(Binary::current())
+            .chain(self.other())
+            .collect()
+    }
+
+    /// The `--against` revision's binary.
+    pub fn other(&self) -> Option<Binary> {
+        self.against.as_ref().map(|revision| Binary {
+            label: revision.short().to_owned(),
+            path: revision.binary(),
+        })
     }
 
     /// redis-benchmark requests per point: about as long as a wrk point at ~40k req/s.
@@ -129,6 +172,9 @@ impl Settings {
         let mut text = String::from("cargo xtask bench would run:\n");
         let dir = Path::new("<temp dir>");
         let _ = writeln!(text, "  1. {}", build());
+        if let Some(revision) = &self.against {
+            text.push_str(&revision.describe());
+        }
         let _ = writeln!(
             text,
             "  2. {}\n     then pre-fill {} carts of {} lines with HSET (cart:{{g-N}} for `get`, \
@@ -141,7 +187,7 @@ impl Settings {
             text,
             "  3. {} times: {}\n     timing spawn → GET /readyz 200; then idle RSS",
             session::READY_STARTS,
-            service(8080, 6379, None)
+            service(Path::new(SERVICE_BINARY), 8080, 6379, None)
         );
         let _ = writeln!(
             text,
@@ -174,6 +220,26 @@ impl Settings {
                 }
             }
         }
+        if let Some(binary) = self.other() {
+            let _ = writeln!(
+                text,
+                "     then the same at {BUDGET_CONNECTIONS} connections against a warmed-up \
+                 {}",
+                service(&binary.path, 8080, 6379, None)
+            );
+        }
+        text.push_str(&self.describe_observability(dir));
+        let _ = writeln!(
+            text,
+            "  7. write {}/<UTC time>.md, .json and .svg",
+            self.out.display()
+        );
+        text
+    }
+
+    /// Step 6 of the `--dry-run` text: the observability rounds of each binary.
+    fn describe_observability(&self, dir: &Path) -> String {
+        let mut text = String::new();
         let _ = writeln!(
             text,
             "  6. observability, `add` at 64 connections: {} rounds of a baseline and each \
@@ -181,15 +247,25 @@ impl Settings {
             observe::ROUNDS,
             observe::jaeger_invocation(&tools::PINNED_JAEGER.path(), [4317, 4318, 16686, 16685])
         );
-        let round = dir.join("round-N");
-        for setting in observe::SETTINGS {
-            let _ = writeln!(
-                text,
-                "     {} > {}/{}.stdout",
-                service(8080, 6379, Some((&setting, 4317, &round))),
-                round.display(),
-                setting.name
-            );
+        for binary in self.binaries() {
+            let round = observe::round_dir(dir, "N", &binary);
+            if binary.label != report::CURRENT {
+                let _ = writeln!(
+                    text,
+                    "     each round then the same for {}, compared with its own baseline\n     {}",
+                    binary.label,
+                    service(&binary.path, 8080, 6379, None)
+                );
+            }
+            for setting in observe::SETTINGS {
+                let _ = writeln!(
+                    text,
+                    "     {} > {}/{}.stdout",
+                    service(&binary.path, 8080, 6379, Some((&setting, 4317, &round))),
+                    round.display(),
+                    setting.name
+                );
+            }
         }
         let _ = writeln!(
             text,
@@ -199,11 +275,6 @@ impl Settings {
              of the baselines around it",
             observe::LIMITED_ROUNDS,
             observe::POD_CPU_LIMIT
-        );
-        let _ = writeln!(
-            text,
-            "  7. write {}/<UTC time>.md, .json and .svg",
-            self.out.display()
         );
         text
     }
@@ -238,14 +309,15 @@ fn redis(port: u16, dir: &Path) -> Invocation {
 /// between about 14 and 30 us of CPU per `add` as they wake and steal from each other.)
 const POD_WORKER_THREADS: &str = "1";
 
-/// The service: the baseline (warn, no log file, tracing off) or, with an observability
-/// setting, the OTLP port and the directory its `LOG_FILE` goes to.
+/// The service `binary`: the baseline (warn, no log file, tracing off) or, with an
+/// observability setting, the OTLP port and the directory its `LOG_FILE` goes to.
 fn service(
+    binary: &Path,
     port: u16,
     redis_port: u16,
     observed: Option<(&observe::Setting, u16, &Path)>,
 ) -> Invocation {
-    let invocation = Invocation::new(SERVICE_BINARY)
+    let invocation = Invocation::new(&binary.display().to_string())
         .env("TOKIO_WORKER_THREADS", POD_WORKER_THREADS)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("REDIS_URL", format!("redis://127.0.0.1:{redis_port}"))
@@ -303,7 +375,7 @@ mod tests {
         let mut command_line = vec!["cargo xtask", "bench"];
         command_line.extend_from_slice(args);
         match flags::Xtask::parse_from(command_line).task {
-            flags::Task::Bench(bench) => Settings::new(&bench),
+            flags::Task::Bench(bench) => Settings::new(&bench, None),
             other => panic!("parsed as {other:?}"),
         }
     }
@@ -376,6 +448,61 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("get.lua"), "{text}");
+        assert!(!text.contains("against"), "{text}");
+    }
+
+    #[test]
+    fn dry_run_against_a_revision_builds_it_in_a_worktree_and_runs_it_beside_the_current() {
+        let mut settings = settings(&["--scenario", "add", "--connections", "64"]);
+        settings.against = Some(against::Revision {
+            name: "HEAD~3".to_owned(),
+            commit: "aeac87b0c0ffee0123456789abcdef0123456789".to_owned(),
+        });
+
+        let text = settings.describe();
+
+        assert!(
+            text.contains("then --against HEAD~3: git rev-parse --verify 'HEAD~3^{commit}'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("git worktree add --force --detach target/bench/against/aeac87b/src"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "CARGO_TARGET_DIR=target/bench/against/target cargo build --release --locked"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "then the same at 64 connections against a warmed-up TOKIO_WORKER_THREADS=1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "each round then the same for aeac87b, compared with its own baseline\n     \
+                 TOKIO_WORKER_THREADS=1"
+            ),
+            "{text}"
+        );
+        let other = "target/bench/against/aeac87b/cart-service";
+        for setting in ["full", "default"] {
+            assert!(
+                text.contains(&format!(
+                    "{other} > <temp dir>/round-N-aeac87b/{setting}.stdout"
+                )),
+                "{setting}: {text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "target/release/cart-service > <temp dir>/round-N/{setting}.stdout"
+                )),
+                "{setting}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -7,10 +7,13 @@
 //! pair. Then [`LIMITED_ROUNDS`] rounds run with the service in a cgroup limited to
 //! [`POD_CPU_LIMIT`] ([`super::cgroup`]), a pod at its limit, which the budget judges;
 //! there a baseline also runs after each setting, and the setting is compared with the
-//! mean of the baselines right before and right after it ([`Reference::Around`]).
+//! mean of the baselines right before and right after it ([`Reference::Around`]). With
+//! `--against`, each round runs for the current binary and then for the other revision's,
+//! each setting compared with its own binary's baselines.
 
+use std::fmt::Display;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +24,7 @@ use super::processes::{Owned, free_port, http_get};
 use super::report::{Observability, ObservedRun};
 use super::scenarios::Scenario;
 use super::session::{median_or_failed, per_10k, run_wrk, script, start, url};
-use super::{Settings, cgroup, procfs};
+use super::{Binary, Settings, cgroup, procfs};
 use crate::command::Invocation;
 
 /// Concurrency of the observability runs: the budget's.
@@ -167,10 +170,14 @@ pub fn run(
         println!("==> observability runs under a CPU limit skipped: {reason}");
     }
     for run in &runs {
+        // Wide enough for `baseline (aeac87b)` when there are two binaries.
+        let (name, width) = match settings.against {
+            Some(_) => (format!("{} ({})", run.name, run.binary), 18),
+            None => (run.name.clone(), 8),
+        };
         println!(
-            "==> add, {:<8} {:<13} {:>7.0} req/s, {:>4.0} % of baseline (rounds: {}), p99 {:.2} ms, \
+            "==> add, {name:<width$} {:<13} {:>7.0} req/s, {:>4.0} % of baseline (rounds: {}), p99 {:.2} ms, \
              per 10k req: CPU {:.2} s, workers waited for a CPU {:.3} s, Jaeger CPU {:.2} s; traces in Jaeger: {}",
-            run.name,
             run.cpu_limit
                 .map_or("shared cores".to_owned(), |cores| format!(
                     "{cores}-CPU limit"
@@ -192,8 +199,19 @@ pub fn run(
     })
 }
 
-/// `count` rounds of the baseline and each setting, each setting compared with the
-/// `reference` baseline; the median baseline run and each setting's median run.
+/// A round's directory for `binary`, so each run's stdout and `LOG_FILE` sizes are its own:
+/// `round-N`, or `round-N-<label>` for the `--against` revision's binary.
+pub fn round_dir(dir: &Path, round: impl Display, binary: &Binary) -> PathBuf {
+    if binary.label == super::report::CURRENT {
+        dir.join(format!("round-{round}"))
+    } else {
+        dir.join(format!("round-{round}-{}", binary.label))
+    }
+}
+
+/// `count` rounds of each binary's baseline and settings, each setting compared with the
+/// `reference` baseline of its binary; per binary, the median baseline run and each
+/// setting's median run.
 fn rounds(
     sh: &Shell,
     settings: &Settings,
@@ -202,44 +220,69 @@ fn rounds(
     count: usize,
     reference: Reference,
 ) -> anyhow::Result<Vec<ObservedRun>> {
-    let mut rounds = Vec::new();
+    let binaries = settings.binaries();
+    // Per binary, its rounds; the binaries alternate within a round, so a drift of the
+    // machine's speed over the minutes of the runs reaches both alike.
+    let mut measured = vec![Vec::new(); binaries.len()];
     for round in 1..=count {
-        // A directory a round, so each run's stdout and LOG_FILE sizes are its own.
-        let round_dir = dir.join(format!("round-{round}"));
-        std::fs::create_dir_all(&round_dir)?;
-        let sinks = Sinks {
-            dir: &round_dir,
-            ..sinks
-        };
-        let mut baselines = vec![observed_run(sh, settings, None, sinks)?];
-        let mut runs = Vec::new();
-        for setting in SETTINGS {
-            let mut run = observed_run(sh, settings, Some(&setting), sinks)?;
-            let before = baselines.last().map_or(0.0, |b| b.service.rps);
-            let after = match reference {
-                Reference::First => None,
-                Reference::Around => {
-                    let after = observed_run(sh, settings, None, sinks)?;
-                    let rps = after.service.rps;
-                    baselines.push(after);
-                    Some(rps)
-                }
+        for (binary, its_rounds) in binaries.iter().zip(&mut measured) {
+            let round_dir = round_dir(dir, round, binary);
+            std::fs::create_dir_all(&round_dir)?;
+            let sinks = Sinks {
+                dir: &round_dir,
+                ..sinks
             };
-            run.fraction_of_baseline = fraction_of(run.service.rps, before, after);
-            runs.push(run);
+            its_rounds.push(one_round(sh, settings, binary, sinks, reference)?);
         }
-        let mut baseline = median_or_failed(
-            baselines,
-            |r| r.service.errors.total() > 0,
-            |a, b| a.service.rps.total_cmp(&b.service.rps),
-        );
-        baseline.fraction_of_baseline = Some(1.0);
-        runs.insert(0, baseline);
-        rounds.push(runs);
     }
-    Ok((0..=SETTINGS.len())
-        .map(|setting| median_run(rounds.iter().map(|round| round[setting].clone()).collect()))
+    Ok(measured
+        .iter()
+        .flat_map(|its_rounds| {
+            (0..=SETTINGS.len()).map(|setting| {
+                median_run(
+                    its_rounds
+                        .iter()
+                        .map(|round| round[setting].clone())
+                        .collect(),
+                )
+            })
+        })
         .collect())
+}
+
+/// One round of `binary`: the median baseline run, then each setting's run.
+fn one_round(
+    sh: &Shell,
+    settings: &Settings,
+    binary: &Binary,
+    sinks: Sinks<'_>,
+    reference: Reference,
+) -> anyhow::Result<Vec<ObservedRun>> {
+    let mut baselines = vec![observed_run(sh, settings, binary, None, sinks)?];
+    let mut runs = Vec::new();
+    for setting in SETTINGS {
+        let mut run = observed_run(sh, settings, binary, Some(&setting), sinks)?;
+        let before = baselines.last().map_or(0.0, |b| b.service.rps);
+        let after = match reference {
+            Reference::First => None,
+            Reference::Around => {
+                let after = observed_run(sh, settings, binary, None, sinks)?;
+                let rps = after.service.rps;
+                baselines.push(after);
+                Some(rps)
+            }
+        };
+        run.fraction_of_baseline = fraction_of(run.service.rps, before, after);
+        runs.push(run);
+    }
+    let mut baseline = median_or_failed(
+        baselines,
+        |r| r.service.errors.total() > 0,
+        |a, b| a.service.rps.total_cmp(&b.service.rps),
+    );
+    baseline.fraction_of_baseline = Some(1.0);
+    runs.insert(0, baseline);
+    Ok(runs)
 }
 
 /// `rps` as a fraction of the baseline run `before` it, or of the mean of that and the one
@@ -281,10 +324,12 @@ pub fn median_run(runs: Vec<ObservedRun>) -> ObservedRun {
     kept
 }
 
-/// `add` at [`CONNECTIONS`] against a fresh service: the baseline (`None`) or `setting`.
+/// `add` at [`CONNECTIONS`] against a fresh service of `binary`: the baseline (`None`) or
+/// `setting`.
 fn observed_run(
     sh: &Shell,
     settings: &Settings,
+    binary: &Binary,
     setting: Option<&Setting>,
     sinks: Sinks<'_>,
 ) -> anyhow::Result<ObservedRun> {
@@ -304,7 +349,8 @@ fn observed_run(
         .map_or(0, |d| d.as_micros());
     let stdout_path = dir.join(format!("{name}.stdout"));
     let stdout = File::create(&stdout_path)?;
-    let invocation = super::service(port, redis_port, setting.map(|s| (s, otlp_port, dir)));
+    let observed = setting.map(|s| (s, otlp_port, dir));
+    let invocation = super::service(&binary.path, port, redis_port, observed);
     let (mut service, _) = start(sh, &invocation, port, Stdio::from(stdout))?;
     // Kept until the service has stopped: an empty cgroup is removed when dropped.
     let cgroup = match limit {
@@ -335,6 +381,7 @@ fn observed_run(
     drop(cgroup);
     Ok(ObservedRun {
         name: name.to_owned(),
+        binary: binary.label.clone(),
         cpu_limit: limit.map(|_| POD_CPU_LIMIT),
         sampler: setting.map_or("always_off".to_owned(), |s| {
             format!("{} {}", s.sampler, s.sampler_arg)

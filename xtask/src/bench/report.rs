@@ -1,16 +1,26 @@
 //! A bench run's results as data (serialised to the JSON report as they are) and their
 //! Markdown rendering: the per-point table, startup and memory, the observability costs,
-//! the machine's load around the run and, with `--check`, the budget's verdicts.
+//! the machine's load around the run and, with `--check`, the budget's verdicts. With
+//! `--against`, points and runs of the other revision's binary sit beside the current
+//! one's, labelled, and only the current one's are judged.
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::budget::Verdict;
 use super::loadgen::{HttpResult, RedisResult};
 
+/// The label of the working tree's binary; another revision's carries its short commit id.
+pub const CURRENT: &str = "current";
+
+/// The binary of a point or run in a report from before `--against`: the only one, current.
+fn current() -> String {
+    CURRENT.to_owned()
+}
+
 /// Everything one `cargo xtask bench` measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// UTC start of the run, `YYYY-MM-DDTHH:MM:SSZ`.
     pub started: String,
@@ -24,7 +34,7 @@ pub struct Report {
 }
 
 /// The machine and how busy it was.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub cores: usize,
     pub load_before: [f64; 3],
@@ -32,7 +42,7 @@ pub struct Machine {
 }
 
 /// Startup and idle memory.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Startup {
     /// Spawn to the first `/readyz` 200 with Redis up, one per start.
     pub ready_ms: Vec<f64>,
@@ -47,9 +57,12 @@ impl Startup {
 }
 
 /// One scenario at one concurrency.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Point {
     pub scenario: String,
+    /// Which binary served it: [`CURRENT`] or the `--against` revision's label.
+    #[serde(default = "current")]
+    pub binary: String,
     pub connections: u32,
     pub service: HttpResult,
     pub peak_rss_kib: u64,
@@ -85,7 +98,7 @@ impl Point {
 }
 
 /// The `add` runs with tracing and logging on, against the baseline `add`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Observability {
     /// Why the runs did not happen, when they did not.
     pub not_run: Option<String>,
@@ -98,7 +111,11 @@ impl Observability {
     /// The run the budget judges for `name`: the one under the CPU limit when there is
     /// one, else the one on the shared cores.
     pub fn judged(&self, name: &str) -> Option<&ObservedRun> {
-        let named = || self.runs.iter().filter(move |run| run.name == name);
+        let named = || {
+            self.runs
+                .iter()
+                .filter(move |run| run.name == name && run.binary == CURRENT)
+        };
         named()
             .find(|run| run.cpu_limit.is_some())
             .or_else(|| named().next())
@@ -106,9 +123,12 @@ impl Observability {
 }
 
 /// One observability setting's `add` run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObservedRun {
     pub name: String,
+    /// Which binary ran: [`CURRENT`] or the `--against` revision's label.
+    #[serde(default = "current")]
+    pub binary: String,
     pub sampler: String,
     /// CPUs the service's cgroup allowed (a pod's limit); `None` on the shared cores.
     pub cpu_limit: Option<f64>,
@@ -157,27 +177,53 @@ impl ObservedRun {
 }
 
 impl Report {
-    /// Whether any request failed: a non-2xx answer or a socket error anywhere.
+    /// Whether any request to the current binary failed: a non-2xx answer or a socket
+    /// error anywhere. The other revision's errors show in its rows and fail nothing.
     pub fn failed(&self) -> bool {
-        self.points.iter().any(Point::failed)
+        self.current_points().any(Point::failed)
             || self
-                .observability
-                .runs
-                .iter()
+                .current_runs()
                 .any(|run| run.service.errors.total() > 0)
     }
 
-    /// The point for `scenario` at `connections`, if it was measured.
+    /// The current binary's point for `scenario` at `connections`, if it was measured.
     pub fn point(&self, scenario: &str, connections: u32) -> Option<&Point> {
-        self.points
-            .iter()
+        self.current_points()
             .find(|p| p.scenario == scenario && p.connections == connections)
     }
 
+    /// The current binary's highest peak RSS.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        let points = self.points.iter().map(|p| p.peak_rss_kib);
-        let runs = self.observability.runs.iter().map(|r| r.peak_rss_kib);
+        let points = self.current_points().map(|p| p.peak_rss_kib);
+        let runs = self.current_runs().map(|r| r.peak_rss_kib);
         points.chain(runs).max()
+    }
+
+    /// The current binary's points, the ones the budget and the chart use.
+    pub fn current_points(&self) -> impl Iterator<Item = &Point> {
+        self.points.iter().filter(|p| p.binary == CURRENT)
+    }
+
+    fn current_runs(&self) -> impl Iterator<Item = &ObservedRun> {
+        self.observability
+            .runs
+            .iter()
+            .filter(|r| r.binary == CURRENT)
+    }
+
+    /// The `--against` revision's label, when the report measured one.
+    fn against(&self) -> Option<&str> {
+        let points = self.points.iter().map(|p| p.binary.as_str());
+        let runs = self.observability.runs.iter().map(|r| r.binary.as_str());
+        points.chain(runs).find(|&binary| binary != CURRENT)
+    }
+
+    /// A point's scenario or a run's setting, with its binary when there were two.
+    fn labelled(&self, name: &str, binary: &str) -> String {
+        match self.against() {
+            Some(_) => format!("{name} ({binary})"),
+            None => name.to_owned(),
+        }
     }
 
     /// The Markdown report; `verdicts` are appended when the budget was checked.
@@ -216,7 +262,7 @@ impl Report {
             let _ = writeln!(
                 md,
                 "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.2} | `{command}` | {rps} | {p99} | {} |",
-                p.scenario,
+                self.labelled(&p.scenario, &p.binary),
                 p.connections,
                 s.rps,
                 s.p50_ms,
@@ -272,7 +318,7 @@ impl Report {
             let _ = writeln!(
                 md,
                 "| {} | {} | `{}` | {} | {:.0} | {} | {:.2} | {} | {} | {:.2} | {:.3} | {:.2} | {} | {} | {} |",
-                run.name,
+                self.labelled(&run.name, &run.binary),
                 run.cpu_limit
                     .map_or("—".to_owned(), |cores| format!("{cores}")),
                 run.sampler,
@@ -296,7 +342,39 @@ impl Report {
                 run.traces_word(),
             );
         }
+        md.push_str(&self.comparison());
         md.push_str(&self.limit_note());
+        md
+    }
+
+    /// Each setting of the current binary beside the same setting of the `--against`
+    /// revision, on the shared cores and under the CPU limit; empty without one.
+    fn comparison(&self) -> String {
+        let Some(other) = self.against() else {
+            return String::new();
+        };
+        let mut md = format!("\nCurrent against {other}, the current figure first.");
+        for limited in [false, true] {
+            let pairs: Vec<String> = self
+                .current_runs()
+                .filter(|ours| ours.cpu_limit.is_some() == limited)
+                .filter_map(|ours| {
+                    let theirs = self.observability.runs.iter().find(|r| {
+                        r.binary == other && r.name == ours.name && r.cpu_limit.is_some() == limited
+                    })?;
+                    Some(beside(ours, theirs))
+                })
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let place = match self.current_runs().find_map(|run| run.cpu_limit) {
+                Some(cores) if limited => format!("At the {cores}-CPU limit"),
+                _ => "On the shared cores".to_owned(),
+            };
+            let _ = write!(md, " {place}: {}.", pairs.join("; "));
+        }
+        md.push_str(" The budget and the run's PASS or FAIL judge the current binary only.\n");
         md
     }
 
@@ -316,6 +394,24 @@ impl Report {
             ),
             (None, None) => String::new(),
         }
+    }
+}
+
+/// One setting's share of its baseline (not the baseline's, always 100 %) and CPU per
+/// request, ours and then theirs.
+fn beside(ours: &ObservedRun, theirs: &ObservedRun) -> String {
+    let cpu = format!(
+        "{:.2} vs {:.2} CPU s / 10k req",
+        ours.cpu_s_per_10k, theirs.cpu_s_per_10k
+    );
+    match (ours.fraction_of_baseline, theirs.fraction_of_baseline) {
+        (Some(a), Some(b)) if ours.name != "baseline" => format!(
+            "{} {:.0} % vs {:.0} % of baseline, {cpu}",
+            ours.name,
+            a * 100.0,
+            b * 100.0
+        ),
+        _ => format!("{} {cpu}", ours.name),
     }
 }
 
@@ -447,6 +543,72 @@ mod tests {
 
         assert_eq!(judged.cpu_limit, Some(0.5));
         assert_eq!(judged.fraction_of_baseline, Some(0.75));
+    }
+
+    #[test]
+    fn with_another_revision_rows_are_labelled_and_each_setting_compared() {
+        let report = fixture::report_against();
+
+        let md = report.markdown(None);
+
+        assert!(
+            md.contains("| add (current) | 64 | 30000 |")
+                && md.contains("| add (aeac87b) | 64 | 15000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| full (current) | 0.5 | `always_on` | 64 | 22500 | 75 % |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| full (aeac87b) | 0.5 | `always_on` | 64 | 11250 | 45 % |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "Current against aeac87b, the current figure first. On the shared cores: \
+                 baseline 0.50 vs 1.00 CPU s / 10k req; \
+                 full 80 % vs 50 % of baseline, 0.70 vs 1.40 CPU s / 10k req; \
+                 default 95 % vs 65 % of baseline, 0.55 vs 1.10 CPU s / 10k req. \
+                 At the 0.5-CPU limit: baseline 0.50 vs 1.00 CPU s / 10k req; \
+                 full 75 % vs 45 % of baseline"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("Requests: **PASS**"),
+            "the other revision's errors fail nothing: {md}"
+        );
+    }
+
+    #[test]
+    fn a_json_report_from_before_against_parses_as_the_current_binarys() {
+        let mut json = serde_json::to_value(fixture::report()).unwrap();
+        let unlabel = |item: &mut serde_json::Value| {
+            item.as_object_mut().unwrap().remove("binary").unwrap();
+        };
+        json["points"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .for_each(unlabel);
+        json["observability"]["runs"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .for_each(unlabel);
+
+        let report: Report = serde_json::from_value(json).unwrap();
+
+        assert!(report.points.iter().all(|p| p.binary == CURRENT));
+        assert!(
+            report
+                .observability
+                .runs
+                .iter()
+                .all(|r| r.binary == CURRENT)
+        );
+        assert!(!report.markdown(None).contains("(current)"));
     }
 
     #[test]

@@ -109,7 +109,7 @@ end
 }
 
 /// The Redis commands (RESP-ready argument lists) that pre-fill the data `get` and the
-/// HGETALL benchmark read: `cart:{g-N}` as the service stores carts (DESIGN.md's data
+/// HGETALL benchmark read: `cart:{g-N}` as the service stores carts (the service's data
 /// model), and `rb:filled:<12 digits>` as redis-benchmark's `__rand_int__` spells keys.
 pub fn prefill_commands() -> Vec<Vec<String>> {
     let mut commands = Vec::with_capacity(2 * FILLED_CARTS as usize);

@@ -1,7 +1,8 @@
 //! One bench run, in order: Redis up and pre-filled, the service started a few times to
 //! time readiness, warm-up, then every scenario at every concurrency with wrk and its
-//! redis-benchmark equivalent right after it, then the observability runs. Every
-//! process is owned, so an error anywhere stops them all.
+//! redis-benchmark equivalent right after it, then the same at the budget's concurrency
+//! for the `--against` revision's binary, then the observability runs. Every process is
+//! owned, so an error anywhere stops them all.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -16,7 +17,7 @@ use super::loadgen::{self, HttpResult};
 use super::processes::{Owned, free_port, redis_pipeline, wait_for_200};
 use super::report::{Machine, Point, Report, Startup};
 use super::scenarios::{self, Scenario};
-use super::{Settings, observe, procfs};
+use super::{Binary, Settings, observe, procfs};
 
 /// How many times the service is started to time readiness.
 pub const READY_STARTS: usize = 5;
@@ -64,36 +65,41 @@ pub fn run(
         startup.ready_ms,
         super::report::mib(startup.idle_rss_kib)
     );
-    for &scenario in &settings.scenarios {
-        let url = url(service.port, scenario);
-        run_wrk(sh, &script(dir.path(), scenario), &url, 64, WARM_UP_SECONDS)?;
-    }
-
-    let mut points = Vec::new();
-    for &scenario in &settings.scenarios {
-        for &connections in &settings.connections {
-            let repeats =
-                if connections == BUDGET_CONNECTIONS && scenario.redis_equivalent().is_some() {
-                    BUDGET_REPEATS
-                } else {
-                    1
-                };
-            let mut pairs = Vec::with_capacity(repeats);
-            for _ in 0..repeats {
-                pairs.push(measure_point(
-                    sh,
-                    settings,
-                    &mut service,
-                    redis_port,
-                    dir.path(),
-                    scenario,
-                    connections,
-                )?);
-            }
-            points.push(median_pair(pairs));
-        }
-    }
+    warm_up(sh, settings, &service, dir.path())?;
+    let mut points = measure_points(
+        sh,
+        settings,
+        &mut service,
+        redis_port,
+        dir.path(),
+        &settings.connections,
+    )?;
     service.process.stop()?;
+    if let Some(other) = settings.other()
+        && settings.connections.contains(&BUDGET_CONNECTIONS)
+    {
+        println!(
+            "==> the {} binary at {BUDGET_CONNECTIONS} connections",
+            other.label
+        );
+        let port = free_port()?;
+        let invocation = super::service(&other.path, port, redis_port, None);
+        let (mut service, _) = start(sh, &invocation, port, Stdio::null())?;
+        warm_up(sh, settings, &service, dir.path())?;
+        let theirs = measure_points(
+            sh,
+            settings,
+            &mut service,
+            redis_port,
+            dir.path(),
+            &[BUDGET_CONNECTIONS],
+        )?;
+        service.process.stop()?;
+        points.extend(theirs.into_iter().map(|point| Point {
+            binary: other.label.clone(),
+            ..point
+        }));
+    }
 
     let observability = observe::run(sh, settings, redis_port, dir.path())?;
     redis.stop()?;
@@ -172,6 +178,52 @@ fn wait_for_redis(redis: &mut Owned, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Each scenario for [`WARM_UP_SECONDS`], so the first point does not pay for cold caches.
+fn warm_up(sh: &Shell, settings: &Settings, service: &Running, dir: &Path) -> anyhow::Result<()> {
+    for &scenario in &settings.scenarios {
+        let url = url(service.port, scenario);
+        run_wrk(sh, &script(dir, scenario), &url, 64, WARM_UP_SECONDS)?;
+    }
+    Ok(())
+}
+
+/// Every scenario at each of `connections`; at the budget's, the median of
+/// [`BUDGET_REPEATS`] pairs.
+fn measure_points(
+    sh: &Shell,
+    settings: &Settings,
+    service: &mut Running,
+    redis_port: u16,
+    dir: &Path,
+    connections: &[u32],
+) -> anyhow::Result<Vec<Point>> {
+    let mut points = Vec::new();
+    for &scenario in &settings.scenarios {
+        for &connections in connections {
+            let repeats =
+                if connections == BUDGET_CONNECTIONS && scenario.redis_equivalent().is_some() {
+                    BUDGET_REPEATS
+                } else {
+                    1
+                };
+            let mut pairs = Vec::with_capacity(repeats);
+            for _ in 0..repeats {
+                pairs.push(measure_point(
+                    sh,
+                    settings,
+                    service,
+                    redis_port,
+                    dir,
+                    scenario,
+                    connections,
+                )?);
+            }
+            points.push(median_pair(pairs));
+        }
+    }
+    Ok(points)
+}
+
 /// Starts the baseline service `READY_STARTS` times, timing spawn → `/readyz` 200; keeps
 /// the last one running and reads its idle RSS.
 fn start_timed(sh: &Shell, redis_port: u16) -> anyhow::Result<(Running, Startup)> {
@@ -185,7 +237,7 @@ fn start_timed(sh: &Shell, redis_port: u16) -> anyhow::Result<(Running, Startup)
         let port = free_port()?;
         let (running, ready) = start(
             sh,
-            &super::service(port, redis_port, None),
+            &super::service(&Binary::current().path, port, redis_port, None),
             port,
             Stdio::null(),
         )?;
@@ -270,6 +322,7 @@ fn measure_point(
     );
     Ok(Point {
         scenario: scenario.name().to_owned(),
+        binary: super::report::CURRENT.to_owned(),
         connections,
         cpu_s_per_10k: per_10k(usage.cpu_seconds, result.requests),
         peak_rss_kib: usage.peak_rss_kib,

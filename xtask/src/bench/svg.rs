@@ -1,6 +1,6 @@
 //! The chart of a run, as hand-written SVG (a plotting crate would bring fonts and image
-//! codecs for two line charts): throughput and p99 latency against concurrency, one
-//! solid line per scenario and a dashed one per redis-benchmark command.
+//! codecs for two line charts): the current binary's throughput and p99 latency against
+//! concurrency, one solid line per scenario and a dashed one per redis-benchmark command.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -29,7 +29,7 @@ struct Series {
 pub fn chart(report: &Report) -> String {
     let mut throughput: BTreeMap<String, Series> = BTreeMap::new();
     let mut latency: BTreeMap<String, Series> = BTreeMap::new();
-    for point in &report.points {
+    for point in report.current_points() {
         let add = |map: &mut BTreeMap<String, Series>, label: String, dashed, value| {
             map.entry(label.clone())
                 .or_insert(Series {
@@ -58,7 +58,7 @@ pub fn chart(report: &Report) -> String {
             add(&mut latency, label, true, redis.p99_ms);
         }
     }
-    let mut connections: Vec<u32> = report.points.iter().map(|p| p.connections).collect();
+    let mut connections: Vec<u32> = report.current_points().map(|p| p.connections).collect();
     connections.sort_unstable();
     connections.dedup();
 
