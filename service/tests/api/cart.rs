@@ -4,9 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{
-    assert_problem, redis_client, shared_redis_url, spawn_app, spawn_app_with, unique_user,
-};
+use cart_test_support::app::{assert_problem, spawn_app, spawn_app_with};
+use cart_test_support::redis::{redis_client, shared_redis_url, unique_user};
 
 #[tokio::test]
 async fn add_item_returns_the_line_total() {

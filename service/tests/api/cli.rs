@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::helpers::{RedisServer, free_port, spawn_app};
+use cart_test_support::app::spawn_app;
+use cart_test_support::port::free_port;
+use cart_test_support::redis::RedisServer;
 
 /// The configuration source: the variables are read from it, so a new field is covered
 /// by the help test without editing it.

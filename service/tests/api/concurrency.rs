@@ -8,9 +8,9 @@ use cart_service::store::RedisConnection;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{
-    RedisServer, eventually, redis_client, shared_redis_url, spawn_app, spawn_app_with, unique_user,
-};
+use cart_test_support::app::{spawn_app, spawn_app_with};
+use cart_test_support::poll::eventually;
+use cart_test_support::redis::{RedisServer, redis_client, shared_redis_url, unique_user};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_adds_to_one_line_total_exactly_fifty() {

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::helpers::{
-    assert_problem, shared_redis_url, spawn_app, spawn_app_unready, spawn_app_with, unique_user,
-};
+use cart_test_support::app::{assert_problem, spawn_app, spawn_app_unready, spawn_app_with};
+use cart_test_support::redis::{shared_redis_url, unique_user};
 
 /// Sends raw bytes on a fresh connection and returns what the server answers before
 /// closing or going quiet for `wait`.

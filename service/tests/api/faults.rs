@@ -5,10 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{
-    RedisServer, TestApp, assert_problem, eventually, spawn_app_unready, spawn_app_with,
-    unique_user,
-};
+use cart_test_support::app::{TestApp, assert_problem, spawn_app_unready, spawn_app_with};
+use cart_test_support::poll::{eventually, never};
+use cart_test_support::redis::{RedisServer, unique_user};
 
 /// The Redis response timeout these tests configure: low, so a hang would show quickly.
 const RESPONSE_TIMEOUT_MS: u64 = 300;
@@ -165,7 +164,12 @@ async fn a_password_in_redis_url_authenticates_and_a_wrong_one_is_never_ready() 
     let user = unique_user();
 
     let added = good.add(&user, "p-1", 1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    never(
+        Duration::from_millis(300),
+        "the service with a wrong password becomes ready",
+        || async { bad.get("/readyz").await.status() == 200 },
+    )
+    .await;
     let not_ready = bad.get("/readyz").await;
     let refused = bad.get(&format!("/v1/cart/{user}")).await;
 

@@ -3,12 +3,11 @@
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{
-    assert_problem, redis_client, shared_redis_url, spawn_app, spawn_app_with, unique_user,
-};
+use cart_test_support::app::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use cart_test_support::redis::{redis_client, shared_redis_url, unique_user};
 
 async fn add_with_key(
-    app: &crate::helpers::TestApp,
+    app: &TestApp,
     user: &str,
     key: &str,
     product: &str,

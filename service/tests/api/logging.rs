@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
-use crate::helpers::unique_user;
-use crate::process::Service;
+use cart_test_support::cart_service_bin;
+use cart_test_support::poll::{eventually, never};
+use cart_test_support::process::Service;
+use cart_test_support::redis::unique_user;
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
@@ -36,7 +38,11 @@ async fn counter(service: &Service, name: &str) -> u64 {
 async fn log_file_gets_the_same_json_lines_and_is_flushed_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let log_file = dir.path().join("app").join("cart-service.log");
-    let mut service = Service::start(&[("LOG_FILE", log_file.to_str().unwrap())]).await;
+    let mut service = Service::start(
+        cart_service_bin!(),
+        &[("LOG_FILE", log_file.to_str().unwrap())],
+    )
+    .await;
     let user = unique_user();
 
     let response = reqwest::Client::new()
@@ -85,7 +91,11 @@ async fn log_file_gets_the_same_json_lines_and_is_flushed_on_shutdown() {
 
 #[tokio::test]
 async fn an_unwritable_log_file_degrades_to_stdout_with_one_warning() {
-    let service = Service::start(&[("LOG_FILE", "/proc/cart-service/cart-service.log")]).await;
+    let service = Service::start(
+        cart_service_bin!(),
+        &[("LOG_FILE", "/proc/cart-service/cart-service.log")],
+    )
+    .await;
 
     let response = reqwest::get(service.url("/livez")).await.unwrap();
 
@@ -102,12 +112,19 @@ async fn an_unwritable_log_file_degrades_to_stdout_with_one_warning() {
             .collect()
     };
     // Lines reach stdout in batches, within a tenth of a second.
-    let started = std::time::Instant::now();
-    while warnings().is_empty() && started.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "the LOG_FILE warning reaches stdout",
+        || async { !warnings().is_empty() },
+    )
+    .await;
     // Any second warning would have come with the first.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    never(
+        Duration::from_millis(300),
+        "a second LOG_FILE warning reaches stdout",
+        || async { warnings().len() > 1 },
+    )
+    .await;
     assert_eq!(warnings().len(), 1, "{}", service.log());
 }
 
@@ -115,13 +132,16 @@ async fn an_unwritable_log_file_degrades_to_stdout_with_one_warning() {
 /// (its own, once, with the total at shutdown), so an operator sees traces are incomplete.
 #[tokio::test]
 async fn dropped_spans_are_logged_as_a_warning() {
-    let service = Service::start(&[
-        ("OTEL_TRACES_SAMPLER", "always_on"),
-        // Nothing listens there; the batch is only due in a minute anyway.
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
-        ("OTEL_BSP_MAX_QUEUE_SIZE", "1"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
-    ])
+    let service = Service::start(
+        cart_service_bin!(),
+        &[
+            ("OTEL_TRACES_SAMPLER", "always_on"),
+            // Nothing listens there; the batch is only due in a minute anyway.
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "1"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+        ],
+    )
     .await;
     let client = reqwest::Client::new();
     for _ in 0..5 {
@@ -163,7 +183,8 @@ async fn dropped_spans_are_logged_as_a_warning() {
 async fn a_stalled_stdout_drops_lines_instead_of_holding_them() {
     const REQUESTS: u64 = 64_000;
     const CONCURRENCY: u64 = 16;
-    let service = Service::start_with_stalled_stdout(&[("RUST_LOG", "info")]).await;
+    let service =
+        Service::start_with_stalled_stdout(cart_service_bin!(), &[("RUST_LOG", "info")]).await;
     let client = reqwest::Client::new();
 
     let mut senders = tokio::task::JoinSet::new();
@@ -202,10 +223,13 @@ async fn a_stalled_stdout_does_not_stop_the_log_file() {
     const REQUESTS: usize = 3_000;
     let dir = tempfile::tempdir().unwrap();
     let log_file = dir.path().join("cart-service.log");
-    let service = Service::start_with_stalled_stdout(&[
-        ("RUST_LOG", "info"),
-        ("LOG_FILE", log_file.to_str().unwrap()),
-    ])
+    let service = Service::start_with_stalled_stdout(
+        cart_service_bin!(),
+        &[
+            ("RUST_LOG", "info"),
+            ("LOG_FILE", log_file.to_str().unwrap()),
+        ],
+    )
     .await;
     let client = reqwest::Client::new();
 

@@ -1,5 +1,5 @@
-//! Integration tests: the real service against a real `redis-server` started by
-//! [`helpers`]. One test binary, one module per area.
+//! Integration tests: the real service against a real `redis-server`, both started by
+//! `cart_test_support`. One test binary, one module per area.
 
 // Tests and their harness fail loudly by design: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,10 +9,8 @@ mod cli;
 mod concurrency;
 mod errors;
 mod faults;
-mod helpers;
 mod idempotency;
 mod logging;
 mod memory;
 mod operations;
-mod process;
 mod shutdown;

@@ -1,12 +1,13 @@
 //! How the process uses memory.
 
-use crate::process::Service;
+use cart_test_support::cart_service_bin;
+use cart_test_support::process::Service;
 
 /// mimalloc's heap on transparent huge pages counted each touched 2 MiB region whole in
 /// the RSS (idle 19.5 MiB, 9.4 without): the binary turns them off for itself.
 #[tokio::test]
 async fn the_service_runs_without_transparent_huge_pages() {
-    let service = Service::start(&[]).await;
+    let service = Service::start(cart_service_bin!(), &[]).await;
 
     let status = std::fs::read_to_string(format!("/proc/{}/status", service.pid())).unwrap();
     let line = status

@@ -2,7 +2,8 @@
 
 use futures_util::future::join_all;
 
-use crate::helpers::{assert_problem, shared_redis_url, spawn_app, spawn_app_with, unique_user};
+use cart_test_support::app::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use cart_test_support::redis::{shared_redis_url, unique_user};
 
 #[tokio::test]
 async fn healthz_reports_redis_pod_node_and_version() {
@@ -137,7 +138,7 @@ type Scrape = openmetrics_parser::MetricsExposition<
 >;
 
 /// `/metrics`, parsed as Prometheus exposition text.
-async fn scrape(app: &crate::helpers::TestApp) -> Scrape {
+async fn scrape(app: &TestApp) -> Scrape {
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();

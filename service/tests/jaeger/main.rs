@@ -9,22 +9,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-#[path = "../api/process.rs"]
-#[allow(dead_code)]
-mod process;
 mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cart_test_support::cart_service_bin;
+use cart_test_support::port::free_port;
+use cart_test_support::process::Service;
+use cart_test_support::redis::unique_user;
 use serde_json::Value;
-
-use helpers::{free_port, unique_user};
-use process::Service;
 
 /// A Jaeger v2 all-in-one with in-memory storage on free loopback ports; killed on drop.
 struct Jaeger {
@@ -221,7 +216,7 @@ fn otel_env(endpoint: &str, protocol: &str, delay_ms: &str) -> Vec<(&'static str
 
 async fn start_service(env: &[(&'static str, String)]) -> Service {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Service::start(&env).await
+    Service::start(cart_service_bin!(), &env).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

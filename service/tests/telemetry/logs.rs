@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::helpers::{eventually, spawn_app, unique_user};
+use cart_test_support::app::spawn_app;
+use cart_test_support::poll::eventually;
+use cart_test_support::redis::unique_user;
+
 use crate::support::{captured, get_cart_with_traceparent, log_lines, spans_of, trace_id_of};
 
 #[tokio::test]

@@ -5,7 +5,10 @@ use std::time::Duration;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
 
-use crate::helpers::{RedisServer, eventually, spawn_app, spawn_app_unready, unique_user};
+use cart_test_support::app::{spawn_app, spawn_app_unready};
+use cart_test_support::poll::{eventually, never};
+use cart_test_support::redis::{RedisServer, unique_user};
+
 use crate::support::{captured, get_cart_with_traceparent, spans_of, trace_id_of};
 
 fn attribute(span: &SpanData, key: &str) -> Option<String> {
@@ -318,18 +321,26 @@ async fn probes_and_metrics_are_not_traced() {
         );
     }
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let new_spans: Vec<String> = captured().spans.get_finished_spans().unwrap()[before..]
-        .iter()
-        .filter(|s| {
-            s.attributes.iter().any(|kv| {
-                kv.key.as_str() == "url.path"
-                    && ["/livez", "/readyz", "/healthz", "/metrics"]
-                        .contains(&kv.value.as_str().as_ref())
-            }) || s.name == "PING"
-        })
-        .map(|s| s.name.to_string())
-        .collect();
+    let probe_spans = || -> Vec<String> {
+        captured().spans.get_finished_spans().unwrap()[before..]
+            .iter()
+            .filter(|s| {
+                s.attributes.iter().any(|kv| {
+                    kv.key.as_str() == "url.path"
+                        && ["/livez", "/readyz", "/healthz", "/metrics"]
+                            .contains(&kv.value.as_str().as_ref())
+                }) || s.name == "PING"
+            })
+            .map(|s| s.name.to_string())
+            .collect()
+    };
+    never(
+        Duration::from_millis(200),
+        "a probe span is exported",
+        || async { !probe_spans().is_empty() },
+    )
+    .await;
+    let new_spans = probe_spans();
     assert!(new_spans.is_empty(), "probe spans: {new_spans:?}");
 }
 
@@ -350,7 +361,12 @@ async fn a_caller_that_did_not_sample_gets_no_spans_exported() {
     );
     let flags = header.rsplit('-').next().unwrap();
     assert_eq!(flags, "00", "and stays unsampled");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    never(
+        Duration::from_millis(200),
+        "a span of the unsampled trace is exported",
+        || async { !spans_of(trace_id).is_empty() },
+    )
+    .await;
     assert!(
         spans_of(trace_id).is_empty(),
         "parent-based sampling follows the caller"

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cart_service::config::{Config, SamplerName};
 use cart_service::telemetry::{logs, otel};
+use cart_test_support::app::TestApp;
+use cart_test_support::redis::unique_user;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -73,12 +75,12 @@ pub fn log_lines() -> Vec<serde_json::Value> {
 /// A GET of a fresh user's cart carrying `traceparent`; returns the response and its own
 /// `traceparent` header.
 pub async fn get_cart_with_traceparent(
-    app: &crate::helpers::TestApp,
+    app: &TestApp,
     traceparent: &str,
 ) -> (reqwest::Response, String) {
     let response = app
         .client
-        .get(app.url(&format!("/v1/cart/{}", crate::helpers::unique_user())))
+        .get(app.url(&format!("/v1/cart/{}", unique_user())))
         .header("traceparent", traceparent)
         .send()
         .await
