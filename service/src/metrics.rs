@@ -27,6 +27,7 @@ pub fn handle() -> &'static PrometheusHandle {
                         "a metrics recorder was already installed; /metrics will be empty"
                     );
                 }
+                describe();
                 metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
                 spawn_upkeep(handle.clone());
                 handle
@@ -75,4 +76,39 @@ where
         map.entry(key).or_insert_with(|| handle.clone());
     }
     handle
+}
+
+/// Gives every metric the service exports its `# HELP` text and unit; a metric added
+/// without a description here fails the exposition test in `tests/api`.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        "http_server_request_duration_seconds",
+        Unit::Seconds,
+        "Duration of HTTP server requests, by method, route template and status code"
+    );
+    describe_gauge!(
+        "http_server_active_requests",
+        Unit::Count,
+        "HTTP server requests being served now, by method"
+    );
+    describe_counter!(
+        "cart_operations_total",
+        Unit::Count,
+        "Cart operations by operation and outcome: ok, rejected (4xx) or error (5xx)"
+    );
+    describe_histogram!(
+        "redis_command_duration_seconds",
+        Unit::Seconds,
+        "Duration of Redis commands as the service waits for them, by command"
+    );
+    describe_counter!(
+        "log_lines_dropped_total",
+        Unit::Count,
+        "Log lines dropped because a log sink could not keep up (stdout and LOG_FILE count apart)"
+    );
+    describe_gauge!(
+        "build_info",
+        "Always 1: the version label names the running build"
+    );
 }

@@ -160,7 +160,7 @@ fn describe(plan: &[(&Pinned, Vec<Invocation>)]) -> String {
 #[allow(clippy::unwrap_used)] // a failing test should panic, here as everywhere
 mod tests {
     use super::*;
-    use crate::tools::{PINNED_CHECKOV, PINNED_HELM};
+    use crate::tools::{PINNED_CHECKOV, PINNED_HELM, PINNED_PROMTOOL};
 
     #[test]
     fn helm_is_built_from_the_go_module_proxy_at_its_pinned_version() {
@@ -174,6 +174,18 @@ mod tests {
             "{shown}"
         );
         assert!(shown.starts_with("GOBIN="), "{shown}");
+    }
+
+    #[test]
+    fn promtool_is_built_from_the_go_module_proxy_at_its_pinned_version() {
+        let plan = plan(&[&PINNED_PROMTOOL], "go", Path::new("/x/venv"));
+
+        let shown: Vec<String> = plan[0].1.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].ends_with("go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0"),
+            "{shown:?}"
+        );
     }
 
     #[test]

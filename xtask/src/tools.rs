@@ -70,8 +70,9 @@ pub const METRICS_SERVER_CHART_VERSION: &str = "3.13.0";
 /// The tools the project installs itself, under `target/tools`, each at a pinned version:
 /// the one place those versions live. `cargo xtask tools` installs what is missing or
 /// outdated (`cargo xtask ci` runs it first); `Pinned::require` says to run it.
-pub static PINNED: [&Pinned; 7] = [
+pub static PINNED: [&Pinned; 8] = [
     &PINNED_HELM,
+    &PINNED_PROMTOOL,
     &PINNED_K6,
     &PINNED_KUBERNETES_VALIDATE,
     &PINNED_CHECKOV,
@@ -85,6 +86,15 @@ pub static PINNED_HELM: Pinned = Pinned {
     name: "helm",
     version: "v3.22.0",
     source: Source::GoModule("helm.sh/helm/v3/cmd/helm"),
+};
+
+/// promtool (Prometheus 3.16.0; the module's versions are v0.3xx), built from the Go module
+/// proxy: `cargo xtask chart validate` checks the chart's rendered SLO rules with it and
+/// runs their unit tests.
+pub static PINNED_PROMTOOL: Pinned = Pinned {
+    name: "promtool",
+    version: "v0.316.0",
+    source: Source::GoModule("github.com/prometheus/prometheus/cmd/promtool"),
 };
 
 /// k6, for `cargo xtask k6` and `e2e`: a test tool built here from the Go module proxy.

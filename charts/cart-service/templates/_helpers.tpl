@@ -153,3 +153,12 @@ seccompProfile:
 {{- fail (printf "podDisruptionBudget.minAvailable (%d) must be lower than autoscaling.minReplicas (%d), or no node could ever be drained" (int .Values.podDisruptionBudget.minAvailable) (int .Values.autoscaling.minReplicas)) }}
 {{- end }}
 {{- end }}
+
+{{/* The labels of an SLO alert (rules/cart-service-slo.yaml): call with (dict "rule" .Values.prometheusRule "tier" $tier "slo" "latency"). */}}
+{{- define "cart-service.sloAlertLabels" -}}
+severity: {{ .tier.severity }}
+slo: {{ .slo }}
+{{- with .rule.alertLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}

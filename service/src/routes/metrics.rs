@@ -2,7 +2,7 @@
 //! line of every request.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Once, RwLock};
+use std::sync::{LazyLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -15,9 +15,7 @@ use metrics::{Counter, Gauge, Histogram};
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics() -> impl IntoResponse {
-    static DESCRIBED: Once = Once::new();
     let handle = crate::metrics::handle();
-    DESCRIBED.call_once(describe);
     metrics::counter!("log_lines_dropped_total").absolute(crate::telemetry::logs::dropped_lines());
     handle.run_upkeep();
     (
@@ -27,42 +25,6 @@ pub async fn metrics() -> impl IntoResponse {
         )],
         handle.render(),
     )
-}
-
-/// Gives every metric the service exports its `# HELP` text and unit. The exporter reads
-/// descriptions when it renders, so describing before the first scrape is enough; a
-/// metric added without a description here fails the exposition test in `tests/api`.
-pub fn describe() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_histogram!(
-        "http_server_request_duration_seconds",
-        Unit::Seconds,
-        "Duration of HTTP server requests, by method, route template and status code"
-    );
-    describe_gauge!(
-        "http_server_active_requests",
-        Unit::Count,
-        "HTTP server requests being served now, by method"
-    );
-    describe_counter!(
-        "cart_operations_total",
-        Unit::Count,
-        "Cart operations by operation and outcome: ok, rejected (4xx) or error (5xx)"
-    );
-    describe_histogram!(
-        "redis_command_duration_seconds",
-        Unit::Seconds,
-        "Duration of Redis commands as the service waits for them, by command"
-    );
-    describe_counter!(
-        "log_lines_dropped_total",
-        Unit::Count,
-        "Log lines dropped because a log sink could not keep up (stdout and LOG_FILE count apart)"
-    );
-    describe_gauge!(
-        "build_info",
-        "Always 1: the version label names the running build"
-    );
 }
 
 /// Records `http_server_request_duration_seconds` and in-flight requests by route

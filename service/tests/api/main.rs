@@ -12,5 +12,6 @@ mod faults;
 mod idempotency;
 mod logging;
 mod memory;
+mod monitoring;
 mod operations;
 mod shutdown;

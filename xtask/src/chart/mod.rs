@@ -4,6 +4,7 @@
 //! checks; the typed assertions are the tests in `tests/`.
 
 mod check;
+mod rules;
 #[cfg(test)]
 mod tests;
 

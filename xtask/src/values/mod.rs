@@ -11,6 +11,7 @@
 #![allow(clippy::doc_markdown)]
 
 mod components;
+mod monitoring;
 mod scalars;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use components::{ExternalRedis, Jaeger, LogShipper, OtelCollector, Redis, Telemetry, Tests};
+pub use monitoring::{Grafana, PrometheusRule, ServiceMonitor};
 pub use scalars::{Image, Resources};
 
 /// Values for the cart-service chart.
@@ -77,6 +79,10 @@ pub struct Values {
     pub ingress: Ingress,
     /// An optional Prometheus Operator ServiceMonitor for `/metrics`.
     pub service_monitor: ServiceMonitor,
+    /// An optional Grafana dashboard for Grafana's dashboard sidecar.
+    pub grafana: Grafana,
+    /// An optional Prometheus Operator PrometheusRule: SLO recording rules and burn-rate alerts.
+    pub prometheus_rule: PrometheusRule,
     /// The Fluent Bit sidecar that ships the service's log file.
     pub log_shipper: LogShipper,
     /// Redis as a StatefulSet in the release.
@@ -319,17 +325,4 @@ pub struct IngressTls {
     pub secret_name: String,
     /// Hosts the certificate covers.
     pub hosts: Vec<String>,
-}
-
-/// The ServiceMonitor.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ServiceMonitor {
-    /// Create it (needs the Prometheus Operator's CRDs).
-    pub enabled: bool,
-    /// Scrape interval, for example `30s`.
-    #[schemars(pattern(r"^[0-9]+(ms|s|m|h)$"))]
-    pub interval: String,
-    /// Extra labels, for Prometheus's `serviceMonitorSelector`.
-    pub labels: BTreeMap<String, String>,
 }

@@ -3,6 +3,7 @@
 //! asserts one property of the result. A missing Helm fails them with a message naming
 //! it and saying how to install it; nothing is skipped.
 
+mod monitoring;
 mod network;
 mod values;
 mod workloads;
@@ -37,6 +38,16 @@ pub struct Rendered {
     pub secrets: Vec<Secret>,
     pub config_maps: Vec<ConfigMap>,
     pub service_accounts: Vec<ServiceAccount>,
+    /// The Prometheus Operator's objects, which k8s-openapi has no types for.
+    pub service_monitors: Vec<CustomResource>,
+    pub prometheus_rules: Vec<CustomResource>,
+}
+
+/// A custom resource: its metadata typed, its spec as JSON.
+#[derive(Debug, serde::Deserialize)]
+pub struct CustomResource {
+    pub metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    pub spec: serde_json::Value,
 }
 
 impl Rendered {
@@ -170,6 +181,8 @@ fn typed(yaml: &str) -> anyhow::Result<Rendered> {
             "Secret" => push(&mut r.secrets, doc),
             "ConfigMap" => push(&mut r.config_maps, doc),
             "ServiceAccount" => push(&mut r.service_accounts, doc),
+            "ServiceMonitor" => push(&mut r.service_monitors, doc),
+            "PrometheusRule" => push(&mut r.prometheus_rules, doc),
             other => anyhow::bail!("rendered a {other:?} the typed assertions do not know"),
         }
         .with_context(|| format!("a rendered {kind} does not deserialize"))?;
