@@ -1,7 +1,9 @@
 //! `cargo xtask ci`: everything CI checks, in the order a developer wants to hear about
 //! it: formatting, lints, then the tests. Every step runs even after one fails, so a
 //! single run reports every problem; a summary names each step's outcome and the task
-//! fails if any step did. `.ci/run` calls this after installing what the tests need.
+//! fails if any step did. A step's pinned tools are installed just before it runs, so a
+//! failure in the first steps reports before any tool is built. `.ci/run` calls this
+//! after installing what the tests need.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -10,8 +12,8 @@ use anyhow::bail;
 use xshell::Shell;
 
 use crate::command::Invocation;
-use crate::flags;
 use crate::tools::{self, Pinned, Tool};
+use crate::{flags, install};
 
 impl flags::Ci {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
@@ -55,32 +57,30 @@ impl flags::Ci {
     }
 }
 
-/// One check: a command and the tool it needs beyond Cargo, if any.
+/// One check: a command, the tool it needs from the machine, and the pinned tools it
+/// needs, which are installed (once, under `target/tools`) just before it runs.
 #[derive(Debug)]
 pub struct Step {
     pub name: &'static str,
     pub invocation: Invocation,
     pub needs: Option<&'static Tool>,
+    pub pinned: &'static [&'static Pinned],
 }
 
 /// The steps, in the order they run.
 pub fn plan() -> Vec<Step> {
     let cargo = |args: &[&str]| Invocation::new("cargo").args(args.iter().copied());
+    let step = |name, invocation| Step {
+        name,
+        invocation,
+        needs: None,
+        pinned: const { &[] },
+    };
     vec![
-        // First, so every later step (and the tests) finds the pinned tools installed.
-        Step {
-            name: "tools",
-            invocation: cargo(&["xtask", "tools"]),
-            needs: None,
-        },
-        Step {
-            name: "fmt",
-            invocation: cargo(&["fmt", "--all", "--", "--check"]),
-            needs: None,
-        },
-        Step {
-            name: "clippy",
-            invocation: cargo(&[
+        step("fmt", cargo(&["fmt", "--all", "--", "--check"])),
+        step(
+            "clippy",
+            cargo(&[
                 "clippy",
                 "--workspace",
                 "--all-targets",
@@ -89,59 +89,99 @@ pub fn plan() -> Vec<Step> {
                 "-D",
                 "warnings",
             ]),
-            needs: None,
-        },
+        ),
+        // The cluster tasks are compiled only with the xtask's `cluster` feature.
+        step(
+            "clippy-cluster",
+            cargo(&[
+                "clippy",
+                "-p",
+                "xtask",
+                "--all-targets",
+                "--features",
+                "cluster",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        ),
         // The Dockerfile, compose and k6 checks take seconds: before the tests.
         Step {
-            name: "hadolint",
-            invocation: pinned(&tools::PINNED_HADOLINT).args(["Dockerfile"]),
-            needs: None,
+            pinned: const { &[&tools::PINNED_HADOLINT] },
+            ..step(
+                "hadolint",
+                pinned(&tools::PINNED_HADOLINT).args(["Dockerfile"]),
+            )
         },
         Step {
-            name: "compose",
+            pinned: const { &[&tools::PINNED_CHECK_JSONSCHEMA] },
             // The schema ships inside check-jsonschema, so the check needs nothing beside the checkout.
-            invocation: pinned(&tools::PINNED_CHECK_JSONSCHEMA).args([
-                "--builtin-schema",
-                "vendor.compose-spec",
-                "docker-compose.yml",
-            ]),
-            needs: None,
+            ..step(
+                "compose",
+                pinned(&tools::PINNED_CHECK_JSONSCHEMA).args([
+                    "--builtin-schema",
+                    "vendor.compose-spec",
+                    "docker-compose.yml",
+                ]),
+            )
         },
         // scripts/package.json makes the script an ES module, so node parses it strictly.
         Step {
-            name: "k6-syntax",
-            invocation: Invocation::new("node").args(["--check", "scripts/k6-load-test.js"]),
             needs: Some(&tools::NODE),
+            ..step(
+                "k6-syntax",
+                Invocation::new("node").args(["--check", "scripts/k6-load-test.js"]),
+            )
         },
-        // The service's integration tests start their own redis-server on a free port.
+        // The service's integration tests start their own redis-server and Jaeger on free
+        // ports; the xtask's tests render the chart with helm.
         Step {
-            name: "test",
-            invocation: cargo(&["test", "--workspace", "--locked"]),
             needs: Some(&tools::REDIS_SERVER),
+            pinned: const { &[&tools::PINNED_HELM, &tools::PINNED_JAEGER] },
+            ..step("test", cargo(&["test", "--workspace", "--locked"]))
+        },
+        Step {
+            pinned: const { &[&tools::PINNED_HELM] },
+            ..step(
+                "test-cluster",
+                cargo(&["test", "-p", "xtask", "--features", "cluster", "--locked"]),
+            )
         },
         // The chart over every ci/*-values.yaml set (the typed assertions run with the tests).
         Step {
-            name: "helm-lint",
-            invocation: cargo(&["xtask", "chart", "lint"]),
-            needs: None,
+            pinned: const { &[&tools::PINNED_HELM] },
+            ..step("helm-lint", cargo(&["xtask", "chart", "lint"]))
         },
         Step {
-            name: "k8s-validate",
-            invocation: cargo(&["xtask", "chart", "validate"]),
-            needs: None,
+            pinned: const {
+                &[
+                    &tools::PINNED_HELM,
+                    &tools::PINNED_KUBERNETES_VALIDATE,
+                    &tools::PINNED_PROMTOOL,
+                ]
+            },
+            ..step("k8s-validate", cargo(&["xtask", "chart", "validate"]))
         },
         Step {
-            name: "checkov",
-            invocation: cargo(&["xtask", "chart", "checkov"]),
-            needs: None,
+            pinned: const { &[&tools::PINNED_HELM, &tools::PINNED_CHECKOV] },
+            ..step("checkov", cargo(&["xtask", "chart", "checkov"]))
         },
         // The Dockerfile's build command, so an image build cannot fail where CI passed.
-        Step {
-            name: "release",
-            invocation: cargo(&["build", "--release", "--locked", "-p", "cart-service"]),
-            needs: None,
-        },
+        step(
+            "release",
+            cargo(&["build", "--release", "--locked", "-p", "cart-service"]),
+        ),
     ]
+}
+
+/// `ci --help`'s summary: the steps, named from [`plan`], so help and runner agree.
+pub fn about() -> String {
+    let names: Vec<&str> = plan().iter().map(|step| step.name).collect();
+    format!(
+        "Run what CI runs, every step even after a failure: {}",
+        names.join(", ")
+    )
 }
 
 /// A pinned tool's program, relative to the workspace root where steps run.
@@ -156,13 +196,7 @@ impl Step {
         if let Some(tool) = self.needs {
             tool.require(sh)?;
         }
-        let program = &self.invocation.program;
-        if let Some(tool) = tools::PINNED
-            .iter()
-            .find(|tool| pinned(tool).program == *program)
-        {
-            tool.require()?;
-        }
+        install::ensure(sh, self.pinned, false)?;
         // Quiet: the header above already shows the command line.
         self.invocation.to_cmd(sh).quiet().run()?;
         Ok(())
@@ -182,13 +216,21 @@ fn describe(steps: &[Step]) -> String {
     for (index, step) in steps.iter().enumerate() {
         let _ = write!(
             text,
-            "  {}. {:<7} {}",
+            "  {:>2}. {:<14} {}",
             index + 1,
             step.name,
             step.invocation
         );
+        let mut first = Vec::new();
         if let Some(tool) = step.needs {
-            let _ = write!(text, "  (first checks that {} is on PATH)", tool.name);
+            first.push(format!("checks that {} is on PATH", tool.name));
+        }
+        if !step.pinned.is_empty() {
+            let names: Vec<&str> = step.pinned.iter().map(|tool| tool.name).collect();
+            first.push(format!("installs {} if missing", names.join(", ")));
+        }
+        if !first.is_empty() {
+            let _ = write!(text, "  (first {})", first.join(", "));
         }
         text.push('\n');
     }
@@ -205,7 +247,7 @@ fn summary(outcomes: &[Outcome]) -> String {
         };
         let _ = write!(
             text,
-            "\n    {verdict:<6}  {:<7} {:>6.1}s",
+            "\n    {verdict:<6}  {:<14} {:>6.1}s",
             outcome.name,
             outcome.elapsed.as_secs_f64()
         );
@@ -225,62 +267,89 @@ mod tests {
     fn plan_is_fmt_then_clippy_then_tests_that_need_redis() {
         let steps = plan();
 
-        let shown: Vec<(&str, String, Option<&str>)> = steps
+        let shown: Vec<(&str, String, Option<&str>, Vec<&str>)> = steps
             .iter()
             .map(|step| {
                 (
                     step.name,
                     step.invocation.to_string(),
                     step.needs.map(|tool| tool.name),
+                    step.pinned.iter().map(|tool| tool.name).collect(),
                 )
             })
             .collect();
-        assert_eq!(
-            shown,
-            [
-                ("tools", "cargo xtask tools".to_owned(), None),
-                ("fmt", "cargo fmt --all -- --check".to_owned(), None),
-                (
-                    "clippy",
-                    "cargo clippy --workspace --all-targets --locked -- -D warnings".to_owned(),
-                    None
-                ),
-                (
-                    "hadolint",
-                    "target/tools/venv/bin/hadolint Dockerfile".to_owned(),
-                    None
-                ),
-                (
-                    "compose",
-                    "target/tools/venv/bin/check-jsonschema --builtin-schema \
-                     vendor.compose-spec docker-compose.yml"
-                        .to_owned(),
-                    None
-                ),
-                (
-                    "k6-syntax",
-                    "node --check scripts/k6-load-test.js".to_owned(),
-                    Some("node")
-                ),
-                (
-                    "test",
-                    "cargo test --workspace --locked".to_owned(),
-                    Some("redis-server")
-                ),
-                ("helm-lint", "cargo xtask chart lint".to_owned(), None),
-                (
-                    "k8s-validate",
-                    "cargo xtask chart validate".to_owned(),
-                    None
-                ),
-                ("checkov", "cargo xtask chart checkov".to_owned(), None),
-                (
-                    "release",
-                    "cargo build --release --locked -p cart-service".to_owned(),
-                    None
-                ),
-            ]
-        );
+        let expected: [(&str, &str, Option<&str>, &[&str]); 12] = [
+            ("fmt", "cargo fmt --all -- --check", None, &[]),
+            (
+                "clippy",
+                "cargo clippy --workspace --all-targets --locked -- -D warnings",
+                None,
+                &[],
+            ),
+            (
+                "clippy-cluster",
+                "cargo clippy -p xtask --all-targets --features cluster --locked -- -D warnings",
+                None,
+                &[],
+            ),
+            (
+                "hadolint",
+                "target/tools/venv/bin/hadolint Dockerfile",
+                None,
+                &["hadolint"],
+            ),
+            (
+                "compose",
+                "target/tools/venv/bin/check-jsonschema --builtin-schema \
+                 vendor.compose-spec docker-compose.yml",
+                None,
+                &["check-jsonschema"],
+            ),
+            (
+                "k6-syntax",
+                "node --check scripts/k6-load-test.js",
+                Some("node"),
+                &[],
+            ),
+            (
+                "test",
+                "cargo test --workspace --locked",
+                Some("redis-server"),
+                &["helm", "jaeger"],
+            ),
+            (
+                "test-cluster",
+                "cargo test -p xtask --features cluster --locked",
+                None,
+                &["helm"],
+            ),
+            ("helm-lint", "cargo xtask chart lint", None, &["helm"]),
+            (
+                "k8s-validate",
+                "cargo xtask chart validate",
+                None,
+                &["helm", "kubernetes-validate", "promtool"],
+            ),
+            (
+                "checkov",
+                "cargo xtask chart checkov",
+                None,
+                &["helm", "checkov"],
+            ),
+            (
+                "release",
+                "cargo build --release --locked -p cart-service",
+                None,
+                &[],
+            ),
+        ];
+        let expected: Vec<(&str, String, Option<&str>, Vec<&str>)> = expected
+            .into_iter()
+            .map(|(name, command, needs, pinned)| {
+                (name, command.to_owned(), needs, pinned.to_vec())
+            })
+            .collect();
+        assert_eq!(shown, expected);
     }
 
     #[test]
@@ -290,17 +359,18 @@ mod tests {
         assert_eq!(
             text,
             "cargo xtask ci would run, in order, every step even after a failure:\n\
-             \x20 1. tools   cargo xtask tools\n\
-             \x20 2. fmt     cargo fmt --all -- --check\n\
-             \x20 3. clippy  cargo clippy --workspace --all-targets --locked -- -D warnings\n\
-             \x20 4. hadolint target/tools/venv/bin/hadolint Dockerfile\n\
-             \x20 5. compose target/tools/venv/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml\n\
-             \x20 6. k6-syntax node --check scripts/k6-load-test.js  (first checks that node is on PATH)\n\
-             \x20 7. test    cargo test --workspace --locked  (first checks that redis-server is on PATH)\n\
-             \x20 8. helm-lint cargo xtask chart lint\n\
-             \x20 9. k8s-validate cargo xtask chart validate\n\
-             \x20 10. checkov cargo xtask chart checkov\n\
-             \x20 11. release cargo build --release --locked -p cart-service\n"
+             \x20  1. fmt            cargo fmt --all -- --check\n\
+             \x20  2. clippy         cargo clippy --workspace --all-targets --locked -- -D warnings\n\
+             \x20  3. clippy-cluster cargo clippy -p xtask --all-targets --features cluster --locked -- -D warnings\n\
+             \x20  4. hadolint       target/tools/venv/bin/hadolint Dockerfile  (first installs hadolint if missing)\n\
+             \x20  5. compose        target/tools/venv/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml  (first installs check-jsonschema if missing)\n\
+             \x20  6. k6-syntax      node --check scripts/k6-load-test.js  (first checks that node is on PATH)\n\
+             \x20  7. test           cargo test --workspace --locked  (first checks that redis-server is on PATH, installs helm, jaeger if missing)\n\
+             \x20  8. test-cluster   cargo test -p xtask --features cluster --locked  (first installs helm if missing)\n\
+             \x20  9. helm-lint      cargo xtask chart lint  (first installs helm if missing)\n\
+             \x20 10. k8s-validate   cargo xtask chart validate  (first installs helm, kubernetes-validate, promtool if missing)\n\
+             \x20 11. checkov        cargo xtask chart checkov  (first installs helm, checkov if missing)\n\
+             \x20 12. release        cargo build --release --locked -p cart-service\n"
         );
     }
 
@@ -355,7 +425,7 @@ mod tests {
 
         assert_eq!(
             text,
-            "==> summary\n    ok      fmt        1.5s\n    FAILED  test      12.0s  boom"
+            "==> summary\n    ok      fmt               1.5s\n    FAILED  test             12.0s  boom"
         );
     }
 
@@ -368,6 +438,7 @@ mod tests {
             name: "test",
             invocation: Invocation::new("true"),
             needs: Some(&tools::REDIS_SERVER),
+            pinned: &[],
         };
 
         let error = step.run(&sh).unwrap_err().to_string();

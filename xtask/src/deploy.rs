@@ -22,6 +22,7 @@ impl flags::Deploy {
             println!("{plan}");
             return Ok(());
         }
+        crate::install::ensure(sh, &[&tools::PINNED_HELM], false)?;
         put_pinned_tools_on_path(sh);
         tools::HELM.require(sh)?;
         plan.execute(sh)
@@ -142,7 +143,11 @@ mod tests {
              \x20 2. helm upgrade --install cart charts/cart-service --namespace cart --create-namespace\n\
              \x20 3. (kube-rs) wait up to 300s until every Deployment and StatefulSet labelled \
              app.kubernetes.io/instance=cart in namespace cart is ready\n\
-             \x20 4. print: release cart is ready in namespace cart. Next:"
+             \x20 4. print:\n\
+             \x20      release cart is ready in namespace cart. Next:\n\
+             \x20        cargo xtask k6 --release cart --namespace cart        # load test through a port-forward\n\
+             \x20        cargo xtask hpa-demo --release cart --namespace cart  # watch the HPA scale\n\
+             \x20        kubectl -n cart port-forward svc/cart-cart-service 8080:8080   # then curl http://127.0.0.1:8080/healthz"
         );
     }
 
@@ -177,7 +182,11 @@ mod tests {
              --set image.repository=registry:5000/cart-service --set image.tag=1.2.3\n\
              \x20 3. (kube-rs) wait up to 60s until every Deployment and StatefulSet labelled \
              app.kubernetes.io/instance=shop in namespace prod (context gke) is ready\n\
-             \x20 4. print: release shop is ready in namespace prod. Next:"
+             \x20 4. print:\n\
+             \x20      release shop is ready in namespace prod. Next:\n\
+             \x20        cargo xtask k6 --release shop --namespace prod --context gke        # load test through a port-forward\n\
+             \x20        cargo xtask hpa-demo --release shop --namespace prod --context gke  # watch the HPA scale\n\
+             \x20        kubectl -n prod port-forward svc/shop-cart-service 8080:8080   # then curl http://127.0.0.1:8080/healthz"
         );
     }
 

@@ -6,7 +6,8 @@
 //! groups of their own, so the terminal's Ctrl-C reaches only this task, which stops them
 //! in order: the service first (SIGINT, its graceful shutdown; a second Ctrl-C kills it),
 //! then Redis. The task exits with the service's status. With `--jaeger`, a local Jaeger
-//! v2 runs beside them and the service exports every trace to it.
+//! v2 runs beside them and the service exports every trace to it. A machine without
+//! `redis-server` gets it first where the xtask can install it (`system.rs`).
 
 mod processes;
 
@@ -22,7 +23,7 @@ use xshell::Shell;
 
 use self::processes::{Signals, free_port, spawn, stop, supervise, wait_until_ready};
 use crate::command::Invocation;
-use crate::{flags, tools};
+use crate::{flags, system, tools};
 
 impl flags::Dev {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
@@ -43,7 +44,7 @@ impl flags::Dev {
             return Ok(());
         }
 
-        tools::REDIS_SERVER.require(sh)?;
+        system::provide_redis_server(sh)?;
         let port = self.port;
         TcpListener::bind((Ipv4Addr::LOCALHOST, port))
             .with_context(|| format!("cannot listen on 127.0.0.1:{port} (pass another --port)"))?;

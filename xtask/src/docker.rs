@@ -64,6 +64,8 @@ pub fn require_buildx(sh: &Shell) -> anyhow::Result<()> {
 }
 
 /// Fails unless `docker compose` (the v2 plugin) runs, saying how to install it.
+// Used by compose-smoke (the `cluster` feature); tested in every build.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub fn require_compose(sh: &Shell) -> anyhow::Result<()> {
     tools::DOCKER.require(sh)?;
     if docker(sh, &["compose", "version"])?.status.success() {

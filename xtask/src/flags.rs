@@ -17,7 +17,8 @@ pub struct Xtask {
 pub enum Task {
     /// Run cart-service locally against a throwaway redis-server; Ctrl-C stops both.
     Dev(Dev),
-    /// Run what CI runs: cargo fmt --check, clippy with -D warnings, then the workspace tests.
+    /// Run what CI runs (the steps are listed from the plan the runner uses).
+    #[command(about = crate::ci::about())]
     Ci(Ci),
     /// Build the cart-service image with docker, tagged with the crate version and git sha.
     Image(Image),
@@ -37,7 +38,8 @@ pub enum Task {
     ComposeSmoke(ComposeSmoke),
     /// Write the generated files: values.schema.json, the chart README's values table, k8s/.
     Gen(Gen),
-    /// Install the pinned tools (helm, kubernetes-validate, checkov) under target/tools.
+    /// Install the pinned tools under target/tools (the list comes from `tools::PINNED`).
+    #[command(about = crate::tools::about())]
     Tools(Tools),
     /// Check the Helm chart over every ci/*-values.yaml set: lint, validate or checkov.
     Chart(Chart),
@@ -54,7 +56,8 @@ pub struct Gen {
     pub check: bool,
 }
 
-/// `cargo xtask tools`: install what is missing or outdated of the pinned tools.
+/// `cargo xtask tools`: install what is missing or outdated of the pinned tools
+/// (`cargo xtask ci` installs each one before the first step that needs it).
 #[derive(Debug, Args)]
 pub struct Tools {
     /// Reinstall every pinned tool, even those already at their pinned version.
@@ -80,7 +83,8 @@ pub struct Chart {
 pub enum ChartCheck {
     /// helm lint --strict with each ci values file.
     Lint,
-    /// Render each ci values file and validate it strictly against Kubernetes 1.29 and the newest schemas.
+    /// Render each ci values file and validate it strictly against Kubernetes 1.29 and the newest
+    /// schemas (kubernetes-validate); check the rendered alerting rules and run their unit tests (promtool).
     Validate,
     /// Render each ci values file and run checkov's Kubernetes checks; any failed check fails.
     Checkov,
@@ -102,7 +106,8 @@ pub struct Dev {
     pub dry_run: bool,
 }
 
-/// `cargo xtask ci`: formatting, lints and tests, each step reported, all steps run.
+/// `cargo xtask ci`: formatting, lints, tests and the chart checks, each step reported,
+/// all steps run.
 #[derive(Debug, Args)]
 pub struct Ci {
     /// Print the steps that would run, and run nothing.
@@ -343,6 +348,41 @@ mod tests {
                 jaeger: false,
             })
         ));
+    }
+
+    #[test]
+    fn ci_help_names_every_step_the_runner_runs() {
+        let help = Xtask::command()
+            .find_subcommand("ci")
+            .and_then(|ci| ci.get_about().map(ToString::to_string))
+            .unwrap_or_default();
+
+        let missing: Vec<&str> = crate::ci::plan()
+            .iter()
+            .map(|step| step.name)
+            .filter(|name| !help.contains(name))
+            .collect();
+
+        assert!(missing.is_empty(), "ci --help misses {missing:?}: {help}");
+    }
+
+    #[test]
+    fn tools_help_names_every_pinned_tool_with_its_version() {
+        let help = Xtask::command()
+            .find_subcommand("tools")
+            .and_then(|tools| tools.get_about().map(ToString::to_string))
+            .unwrap_or_default();
+
+        let missing: Vec<&str> = crate::tools::PINNED
+            .iter()
+            .filter(|tool| !help.contains(&format!("{} {}", tool.name, tool.version)))
+            .map(|tool| tool.name)
+            .collect();
+
+        assert!(
+            missing.is_empty(),
+            "tools --help misses {missing:?}: {help}"
+        );
     }
 
     #[test]

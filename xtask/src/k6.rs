@@ -27,7 +27,7 @@ impl flags::K6 {
             println!("{}", plan(&release, self.local_port, &k6));
             return Ok(());
         }
-        tools::PINNED_K6.require()?;
+        crate::install::ensure(sh, &[&tools::PINNED_K6], false)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;

@@ -183,7 +183,17 @@ mod tests {
             "  7. (kube-rs) wait up to 300s until every Deployment and StatefulSet labelled \
              app.kubernetes.io/instance=cart in namespace cart (context kind-cart) is ready"
                 .to_owned(),
-            "  8. print: release cart is ready in namespace cart. Next:".to_owned(),
+            "  8. print:".to_owned(),
+            "       release cart is ready in namespace cart. Next:".to_owned(),
+            "         cargo xtask k6 --release cart --namespace cart --context kind-cart        \
+             # load test through a port-forward"
+                .to_owned(),
+            "         cargo xtask hpa-demo --release cart --namespace cart --context kind-cart  \
+             # watch the HPA scale"
+                .to_owned(),
+            "         kubectl -n cart port-forward svc/cart-cart-service 8080:8080   \
+             # then curl http://127.0.0.1:8080/healthz"
+                .to_owned(),
         ];
         assert_eq!(text.lines().collect::<Vec<_>>(), expected);
     }

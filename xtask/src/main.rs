@@ -9,23 +9,33 @@
 mod bench;
 mod chart;
 mod ci;
+#[cfg(feature = "cluster")]
 mod cluster;
 mod codegen;
 mod command;
 #[cfg(test)]
 mod compose;
+#[cfg(feature = "cluster")]
 mod compose_smoke;
+#[cfg(feature = "cluster")]
 mod deploy;
 mod dev;
 mod docker;
+#[cfg(feature = "cluster")]
 mod e2e;
 mod flags;
+#[cfg(feature = "cluster")]
 mod hpa_demo;
 mod image;
 mod install;
+#[cfg(feature = "cluster")]
 mod k6;
+#[cfg(feature = "cluster")]
 mod kind;
 mod plan;
+#[cfg(not(feature = "cluster"))]
+mod relaunch;
+mod system;
 mod tools;
 mod values;
 
@@ -52,17 +62,26 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
         flags::Task::Dev(task) => task.run(&sh),
         flags::Task::Ci(task) => task.run(&sh),
         flags::Task::Image(task) => task.run(&sh),
-        flags::Task::KindUp(task) => task.run(&sh),
-        flags::Task::KindDown(task) => task.run(&sh),
-        flags::Task::Deploy(task) => task.run(&sh),
-        flags::Task::K6(task) => task.run(&sh),
-        flags::Task::HpaDemo(task) => task.run(&sh),
-        flags::Task::E2e(task) => task.run(&sh),
-        flags::Task::ComposeSmoke(task) => task.run(&sh),
         flags::Task::Gen(task) => task.run(&sh),
         flags::Task::Tools(task) => task.run(&sh),
         flags::Task::Chart(task) => task.run(&sh),
         flags::Task::Bench(task) => task.run(&sh),
+        #[cfg(feature = "cluster")]
+        flags::Task::KindUp(task) => task.run(&sh),
+        #[cfg(feature = "cluster")]
+        flags::Task::KindDown(task) => task.run(&sh),
+        #[cfg(feature = "cluster")]
+        flags::Task::Deploy(task) => task.run(&sh),
+        #[cfg(feature = "cluster")]
+        flags::Task::K6(task) => task.run(&sh),
+        #[cfg(feature = "cluster")]
+        flags::Task::HpaDemo(task) => task.run(&sh),
+        #[cfg(feature = "cluster")]
+        flags::Task::E2e(task) => task.run(&sh),
+        #[cfg(feature = "cluster")]
+        flags::Task::ComposeSmoke(task) => task.run(&sh),
+        #[cfg(not(feature = "cluster"))]
+        _ => relaunch::with_cluster_feature(&sh),
     }
 }
 

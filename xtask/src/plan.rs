@@ -8,10 +8,13 @@ use std::fmt;
 use anyhow::Context;
 use xshell::Shell;
 
+#[cfg(feature = "cluster")]
 use crate::cluster::KubeStep;
 use crate::command::Invocation;
 
-/// One step of a plan.
+/// One step of a plan. The conditional steps and `Say` serve the cluster tasks (the
+/// `cluster` feature); they are tested in every build.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Run a program; its failure fails the task.
@@ -29,6 +32,7 @@ pub enum Step {
         then: Invocation,
     },
     /// Work done with kube-rs, no external program.
+    #[cfg(feature = "cluster")]
     Kube(KubeStep),
     /// Tell the user something once the steps before it succeeded.
     Say(String),
@@ -49,11 +53,13 @@ impl Plan {
         }
     }
 
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub fn step(mut self, step: Step) -> Self {
         self.steps.push(step);
         self
     }
 
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub fn run(self, invocation: Invocation) -> Self {
         self.step(Step::Run(invocation))
     }
@@ -78,6 +84,7 @@ impl Plan {
                         run(sh, then)?;
                     }
                 }
+                #[cfg(feature = "cluster")]
                 Step::Kube(kube) => kube.execute()?,
                 Step::Say(text) => println!("{text}"),
             }
@@ -104,8 +111,16 @@ impl fmt::Display for Plan {
                 Step::If { probe, line, then } => {
                     write!(f, "\n  {n}. if `{probe}` lists {line}:\n       {then}")?;
                 }
+                #[cfg(feature = "cluster")]
                 Step::Kube(kube) => write!(f, "\n  {n}. (kube-rs) {kube}")?,
-                Step::Say(text) => write!(f, "\n  {n}. print: {}", first_line(text))?,
+                Step::Say(text) if !text.contains('\n') => write!(f, "\n  {n}. print: {text}")?,
+                // Every line: a plan that stopped at the first would end in mid-sentence.
+                Step::Say(text) => {
+                    write!(f, "\n  {n}. print:")?;
+                    for line in text.lines() {
+                        write!(f, "\n       {line}")?;
+                    }
+                }
             }
         }
         Ok(())
@@ -129,10 +144,6 @@ fn probe_lists(sh: &Shell, probe: &Invocation, line: &str) -> anyhow::Result<boo
         .read()
         .with_context(|| format!("`{probe}` failed"))?;
     Ok(output.lines().any(|listed| listed.trim() == line))
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -159,7 +170,9 @@ mod tests {
              \x20 1. docker build .\n\
              \x20 2. unless `kind get clusters` lists cart:\n\
              \x20      kind create cluster --name cart\n\
-             \x20 3. print: reach it with"
+             \x20 3. print:\n\
+             \x20      reach it with\n\
+             \x20      curl"
         );
     }
 

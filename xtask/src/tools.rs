@@ -44,6 +44,7 @@ pub static DOCKER: Tool = Tool {
 };
 
 /// kind, for `kind-up` and `kind-down`; the version here is the one the docs are written against.
+#[cfg(feature = "cluster")]
 pub static KIND: Tool = Tool {
     name: "kind",
     install: "install it with `go install sigs.k8s.io/kind@v0.31.0` (into ~/go/bin; add that to PATH) \
@@ -51,6 +52,7 @@ pub static KIND: Tool = Tool {
 };
 
 /// Helm, for `kind-up` and `deploy`.
+#[cfg(feature = "cluster")]
 pub static HELM: Tool = Tool {
     name: "helm",
     install: "run `cargo xtask tools` (installs the pinned helm into target/tools/bin, which the \
@@ -64,7 +66,9 @@ pub static NODE: Tool = Tool {
 };
 
 /// The metrics-server Helm chart `kind-up` installs, pinned (app v0.8.0).
+#[cfg(feature = "cluster")]
 pub const METRICS_SERVER_REPO: &str = "https://kubernetes-sigs.github.io/metrics-server/";
+#[cfg(feature = "cluster")]
 pub const METRICS_SERVER_CHART_VERSION: &str = "3.13.0";
 
 /// The tools the project installs itself, under `target/tools`, each at a pinned version:
@@ -80,6 +84,19 @@ pub static PINNED: [&Pinned; 8] = [
     &PINNED_CHECK_JSONSCHEMA,
     &PINNED_JAEGER,
 ];
+
+/// `tools --help`'s summary: every pinned tool with its version, from [`PINNED`].
+pub fn about() -> String {
+    let tools: Vec<String> = PINNED
+        .iter()
+        .map(|tool| format!("{} {}", tool.name, tool.version))
+        .collect();
+    format!(
+        "Install the pinned tools under target/tools: {} (Go tools from the Go module proxy, \
+         Python tools with pip into a venv)",
+        tools.join(", ")
+    )
+}
 
 /// Helm, built from the Go module proxy, for the chart checks and `cargo xtask gen`.
 pub static PINNED_HELM: Pinned = Pinned {

@@ -103,10 +103,17 @@ pub fn stale(files: &[Generated]) -> Vec<String> {
 
 /// The JSON Schema (draft-07, what Helm validates against) of the chart's values.
 pub fn values_schema() -> schemars::Schema {
+    schema_settings()
+        .into_generator()
+        .into_root_schema_for::<Values>()
+}
+
+/// Draft-07 with every subschema inlined: Helm's error messages then point at the
+/// value's own path.
+pub fn schema_settings() -> SchemaSettings {
     let mut settings = SchemaSettings::draft07();
-    // Inline everything: Helm's error messages then point at the value's own path.
     settings.inline_subschemas = true;
-    settings.into_generator().into_root_schema_for::<Values>()
+    settings
 }
 
 /// The chart rendered with its defaults, in its own namespace (with the restricted Pod

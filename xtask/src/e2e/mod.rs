@@ -105,6 +105,8 @@ impl flags::E2e {
                 bail!("--skip {skipped}: no such step (see `cargo xtask e2e --dry-run`)");
             }
         }
+        // Built here when missing: `ci` builds only what its own steps use, and k6 is not one.
+        crate::install::ensure(sh, &[&tools::PINNED_HELM, &tools::PINNED_K6], false)?;
         put_pinned_tools_on_path(sh);
         tools::HELM.require(sh)?;
         tools::PINNED_K6.require()?;

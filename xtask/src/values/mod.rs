@@ -11,15 +11,16 @@
 #![allow(clippy::doc_markdown)]
 
 mod components;
+mod k8s;
 mod monitoring;
 mod scalars;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Toleration;
-use k8s_openapi::api::networking::v1::{NetworkPolicyEgressRule, NetworkPolicyPeer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use k8s::{NetworkPolicyEgressRule, NetworkPolicyPeer, Toleration};
 
 pub use components::{ExternalRedis, Jaeger, LogShipper, OtelCollector, Redis, Telemetry, Tests};
 pub use monitoring::{Grafana, PrometheusRule, ServiceMonitor};
