@@ -135,20 +135,12 @@ mod tests {
     fn deploy_checks_the_current_context_then_installs_the_chart_and_waits_with_kube_rs() {
         let text = plan_for(&["cargo xtask", "deploy"]);
 
-        assert_eq!(
-            text,
-            "cargo xtask deploy would run, in order, stopping at the first failure:\n\
-             \x20 1. (kube-rs) check that a kubeconfig names the cluster of the current context \
-             and that its API server answers\n\
-             \x20 2. helm upgrade --install cart charts/cart-service --namespace cart --create-namespace\n\
-             \x20 3. (kube-rs) wait up to 300s until every Deployment and StatefulSet labelled \
-             app.kubernetes.io/instance=cart in namespace cart is ready\n\
-             \x20 4. print:\n\
-             \x20      release cart is ready in namespace cart. Next:\n\
-             \x20        cargo xtask k6 --release cart --namespace cart        # load test through a port-forward\n\
-             \x20        cargo xtask hpa-demo --release cart --namespace cart  # watch the HPA scale\n\
-             \x20        kubectl -n cart port-forward svc/cart-cart-service 8080:8080   # then curl http://127.0.0.1:8080/healthz"
+        let first = text.lines().nth(1).unwrap();
+        assert!(
+            first.starts_with("  1. (kube-rs) check that a kubeconfig names the cluster"),
+            "the cluster check must come before helm touches anything: {first}"
         );
+        insta::assert_snapshot!(text);
     }
 
     #[test]
@@ -172,22 +164,7 @@ mod tests {
             "60",
         ]);
 
-        assert_eq!(
-            text,
-            "cargo xtask deploy would run, in order, stopping at the first failure:\n\
-             \x20 1. (kube-rs) check that a kubeconfig names the cluster of context gke \
-             and that its API server answers\n\
-             \x20 2. helm upgrade --install shop charts/cart-service --namespace prod --create-namespace \
-             --kube-context gke --values a.yaml --values b.yaml \
-             --set image.repository=registry:5000/cart-service --set image.tag=1.2.3\n\
-             \x20 3. (kube-rs) wait up to 60s until every Deployment and StatefulSet labelled \
-             app.kubernetes.io/instance=shop in namespace prod (context gke) is ready\n\
-             \x20 4. print:\n\
-             \x20      release shop is ready in namespace prod. Next:\n\
-             \x20        cargo xtask k6 --release shop --namespace prod --context gke        # load test through a port-forward\n\
-             \x20        cargo xtask hpa-demo --release shop --namespace prod --context gke  # watch the HPA scale\n\
-             \x20        kubectl -n prod port-forward svc/shop-cart-service 8080:8080   # then curl http://127.0.0.1:8080/healthz"
-        );
+        insta::assert_snapshot!(text);
     }
 
     #[test]

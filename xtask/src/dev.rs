@@ -295,15 +295,7 @@ mod tests {
 
         let text = plan.to_string();
 
-        assert_eq!(
-            text,
-            "cargo xtask dev would run:\n\
-             \x20 1. redis-server --bind 127.0.0.1 --port 6390 --save '' --appendonly no --dir /tmp/redis-dev --loglevel warning\n\
-             \x20    and wait until it answers PING on 127.0.0.1:6390\n\
-             \x20 2. REDIS_URL=redis://127.0.0.1:6390 LISTEN_ADDR=127.0.0.1:9000 LOG_FORMAT=pretty \
-             RUST_LOG=info cargo run --package cart-service --\n\
-             \x20 on Ctrl-C or when cart-service exits: stop cart-service (SIGINT), then redis-server"
-        );
+        insta::assert_snapshot!(text);
     }
 
     #[test]

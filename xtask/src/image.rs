@@ -162,14 +162,7 @@ mod tests {
             .extend(build.steps())
             .to_string();
 
-        assert_eq!(
-            text,
-            format!(
-                "cargo xtask image would run, in order, stopping at the first failure:\n\
-                 \x20 1. DOCKER_BUILDKIT=1 docker build --file Dockerfile --tag cart-service:dev \
-                 --build-arg VERSION={VERSION} --build-arg REVISION=0123456789ab \
-                 --build-arg CREATED=2026-01-02T03:04:05+00:00 ."
-            )
-        );
+        // The crate's version changes on every release; the snapshot names it instead.
+        insta::assert_snapshot!(text.replace(VERSION, "[VERSION]"));
     }
 }

@@ -164,16 +164,7 @@ mod tests {
 
         let text = plan.to_string();
 
-        assert_eq!(
-            text,
-            "cargo xtask example would run, in order, stopping at the first failure:\n\
-             \x20 1. docker build .\n\
-             \x20 2. unless `kind get clusters` lists cart:\n\
-             \x20      kind create cluster --name cart\n\
-             \x20 3. print:\n\
-             \x20      reach it with\n\
-             \x20      curl"
-        );
+        insta::assert_snapshot!(text);
     }
 
     #[test]

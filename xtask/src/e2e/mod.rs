@@ -273,17 +273,12 @@ mod tests {
 
         let text = e2e.describe(&build);
 
-        assert_eq!(text.lines().count(), STEPS.len() + 2, "{text}");
-        assert!(text.contains(" 9. k6 "), "{text}");
-        assert!(text.contains("0 failed requests"), "{text}");
-        assert!(
-            text.lines()
-                .filter(|line| line.ends_with("(skipped)"))
-                .count()
-                == 2,
-            "{text}"
+        assert_eq!(
+            text.lines().count(),
+            STEPS.len() + 2,
+            "every step listed: {text}"
         );
-        assert!(text.contains("image cart-service:e2e, release e2e in namespace cart-e2e"));
+        insta::assert_snapshot!(text);
     }
 
     #[test]
