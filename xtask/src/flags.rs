@@ -350,12 +350,17 @@ mod tests {
         ));
     }
 
+    /// The one-line help of `subcommand`.
+    fn about(subcommand: &str) -> String {
+        Xtask::command()
+            .find_subcommand(subcommand)
+            .and_then(|task| task.get_about().map(ToString::to_string))
+            .unwrap_or_default()
+    }
+
     #[test]
     fn ci_help_names_every_step_the_runner_runs() {
-        let help = Xtask::command()
-            .find_subcommand("ci")
-            .and_then(|ci| ci.get_about().map(ToString::to_string))
-            .unwrap_or_default();
+        let help = about("ci");
 
         let missing: Vec<&str> = crate::ci::plan()
             .iter()
@@ -368,10 +373,7 @@ mod tests {
 
     #[test]
     fn tools_help_names_every_pinned_tool_with_its_version() {
-        let help = Xtask::command()
-            .find_subcommand("tools")
-            .and_then(|tools| tools.get_about().map(ToString::to_string))
-            .unwrap_or_default();
+        let help = about("tools");
 
         let missing: Vec<&str> = crate::tools::PINNED
             .iter()

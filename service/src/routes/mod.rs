@@ -100,9 +100,7 @@ impl From<JsonRejection> for Error {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE
                     || caused_by::<LengthLimitError>(&e) =>
             {
-                Self::PayloadTooLarge {
-                    max: MAX_BODY_BYTES,
-                }
+                payload_too_large()
             }
             JsonRejection::BytesRejection(e) if caused_by::<TimeoutError>(&e) => {
                 Self::RequestTimeout
@@ -133,6 +131,13 @@ fn is_traced(path: &str) -> bool {
     !matches!(path, "/livez" | "/readyz" | "/healthz" | "/metrics")
 }
 
+/// The 413 of a body over [`MAX_BODY_BYTES`], whichever layer noticed it.
+fn payload_too_large() -> Error {
+    Error::PayloadTooLarge {
+        max: MAX_BODY_BYTES,
+    }
+}
+
 /// Turns any error response that is not already JSON (axum's 404/405, tower-http's 413 and
 /// timeouts) into problem+json, keeping its status and headers such as `Allow`.
 async fn problemify(response: Response) -> Response {
@@ -145,12 +150,7 @@ async fn problemify(response: Response) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => {
             Some("method not allowed for this path; see the Allow header".to_owned())
         }
-        StatusCode::PAYLOAD_TOO_LARGE => Some(
-            Error::PayloadTooLarge {
-                max: MAX_BODY_BYTES,
-            }
-            .to_string(),
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => Some(payload_too_large().to_string()),
         StatusCode::REQUEST_TIMEOUT => Some(Error::RequestTimeout.to_string()),
         StatusCode::SERVICE_UNAVAILABLE => {
             Some("the request did not finish before its deadline".to_owned())

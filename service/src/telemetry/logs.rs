@@ -51,7 +51,7 @@ pub fn layer<S>(config: &Config) -> (BoxedLayer<S>, Guards, Option<TelemetryErro
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    // Config::validate has checked RUST_LOG; "info" only guards against a caller that did not.
+    // RUST_LOG's parser has checked the filter; "info" only guards a Config built by hand.
     let filter =
         EnvFilter::try_new(&config.logging.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let mut guards = Guards::new();
