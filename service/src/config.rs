@@ -94,6 +94,38 @@ pub struct HttpConfig {
           value_name = "HTTP_BODY_TIMEOUT_MS", default_value = "5000",
           value_parser = millis(1..=600_000))]
     pub body_timeout: Duration,
+
+    /// Time a connection may stay open with no request in progress, from its accept on, in
+    /// milliseconds; then it is closed (HTTP/2: GOAWAY).
+    #[arg(long = "http-idle-timeout-ms", env = "HTTP_IDLE_TIMEOUT_MS",
+          value_name = "HTTP_IDLE_TIMEOUT_MS", default_value = "30000",
+          value_parser = millis(1..=3_600_000))]
+    pub idle_timeout: Duration,
+
+    /// Most connections open at once; past it a new connection is closed as soon as it is
+    /// accepted, and the open ones are served as before.
+    #[arg(long = "http-max-connections", env = "HTTP_MAX_CONNECTIONS",
+          value_name = "HTTP_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Most requests one HTTP/2 connection may have in progress at once.
+    #[arg(long = "http2-max-concurrent-streams", env = "HTTP2_MAX_CONCURRENT_STREAMS",
+          value_name = "HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub http2_max_concurrent_streams: u32,
+
+    /// Interval of the HTTP/2 keep-alive pings that find dead peers, in milliseconds; 0 sends none.
+    #[arg(long = "http2-keep-alive-interval-ms", env = "HTTP2_KEEP_ALIVE_INTERVAL_MS",
+          value_name = "HTTP2_KEEP_ALIVE_INTERVAL_MS", default_value = "20000",
+          value_parser = millis(0..=3_600_000))]
+    pub http2_keep_alive_interval: Duration,
+
+    /// Time an HTTP/2 keep-alive ping may go unanswered before the connection is closed, in milliseconds.
+    #[arg(long = "http2-keep-alive-timeout-ms", env = "HTTP2_KEEP_ALIVE_TIMEOUT_MS",
+          value_name = "HTTP2_KEEP_ALIVE_TIMEOUT_MS", default_value = "10000",
+          value_parser = millis(1..=600_000))]
+    pub http2_keep_alive_timeout: Duration,
 }
 
 /// The Redis server and the connections to it.
@@ -224,6 +256,43 @@ pub struct StressConfig {
           value_name = "STRESS_MAX_CONCURRENCY", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_concurrency: u32,
+
+    /// Most MiB all running stress requests may hold together; a request that does not fit
+    /// gets 429. Keep it under the container's memory limit, with room for the service itself.
+    #[arg(long = "stress-max-total-memory-mb", env = "STRESS_MAX_TOTAL_MEMORY_MB",
+          value_name = "STRESS_MAX_TOTAL_MEMORY_MB", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub max_total_memory_mb: u32,
+
+    /// When set, `POST /stress` needs `Authorization: Bearer <STRESS_TOKEN>`; others get 401.
+    #[arg(long = "stress-token", env = "STRESS_TOKEN", value_name = "STRESS_TOKEN",
+          hide_env_values = true,
+          value_parser = clap::builder::NonEmptyStringValueParser::new().map(StressToken))]
+    pub token: Option<StressToken>,
+}
+
+/// The bearer token of `POST /stress`. Its `Debug` never shows the token, so a logged
+/// configuration cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StressToken(String);
+
+impl StressToken {
+    #[must_use]
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token's bytes, for a constant-time comparison.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for StressToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StressToken(<redacted>)")
+    }
 }
 
 /// What SIGTERM does.
@@ -326,6 +395,26 @@ impl Config {
             return Err(ConfigError {
                 variable: "STRESS_MAX_CPU_ITERATIONS",
                 reason: "must be at least 1 while STRESS_ENABLED is true".into(),
+            });
+        }
+        // Checked here, not by the value parser: clap's message would print the secret.
+        if let Some(token) = &self.stress.token
+            && !token.0.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ConfigError {
+                variable: "STRESS_TOKEN",
+                reason: "must be visible ASCII characters without spaces (the value is not shown)"
+                    .into(),
+            });
+        }
+        if self.stress.enabled && self.stress.max_memory_mb > self.stress.max_total_memory_mb {
+            return Err(ConfigError {
+                variable: "STRESS_MAX_MEMORY_MB",
+                reason: format!(
+                    "{} is more than STRESS_MAX_TOTAL_MEMORY_MB ({}), so no request that large \
+                     could run",
+                    self.stress.max_memory_mb, self.stress.max_total_memory_mb
+                ),
             });
         }
         Ok(())
@@ -437,6 +526,54 @@ mod tests {
             let names = arg.get_value_names().unwrap_or_default();
             assert_eq!(names, [env], "{}", arg.get_id());
         }
+    }
+
+    #[test]
+    fn stress_memory_over_the_total_and_bad_tokens_are_refused_naming_the_variable() {
+        let parse = |args: &[&str]| {
+            Cli::parse_from(["cart-service"].iter().chain(args))
+                .config
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+
+        let error = parse(&["--stress-max-memory-mb", "200"]);
+        assert!(
+            error.starts_with("invalid STRESS_MAX_MEMORY_MB:"),
+            "{error}"
+        );
+        let error = parse(&["--stress-token", "two words"]);
+        assert!(error.starts_with("invalid STRESS_TOKEN:"), "{error}");
+        assert!(!error.contains("two words"), "the token is shown: {error}");
+    }
+
+    #[test]
+    fn the_stress_token_never_shows_in_debug_output() {
+        let config = Cli::parse_from(["cart-service", "--stress-token", "s3cret"]).config;
+
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn connection_limits_out_of_range_name_the_variable() {
+        for (flag, variable) in [
+            ("--http-idle-timeout-ms", "HTTP_IDLE_TIMEOUT_MS"),
+            ("--http-max-connections", "HTTP_MAX_CONNECTIONS"),
+            (
+                "--http2-max-concurrent-streams",
+                "HTTP2_MAX_CONCURRENT_STREAMS",
+            ),
+            (
+                "--http2-keep-alive-timeout-ms",
+                "HTTP2_KEEP_ALIVE_TIMEOUT_MS",
+            ),
+        ] {
+            let error = refused(flag, "0");
+            assert!(error.contains(&format!("<{variable}>")), "{error}");
+        }
+        let error = refused("--http2-keep-alive-interval-ms", "soon");
+        assert!(error.contains("<HTTP2_KEEP_ALIVE_INTERVAL_MS>"), "{error}");
     }
 
     #[test]

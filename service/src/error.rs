@@ -4,6 +4,9 @@
 //! Internal causes (Redis errors, panics) are logged here and never written into the
 //! response body, so no client ever sees a Redis reply or a Rust debug string.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -42,9 +45,6 @@ pub enum Error {
     /// No such route (404).
     #[error("no route for this path")]
     NotFound,
-    /// The same Idempotency-Key is still being processed (409).
-    #[error("{0}")]
-    Conflict(String),
     /// Too many requests of this kind at once (429).
     #[error("{0}")]
     TooManyRequests(String),
@@ -101,7 +101,6 @@ impl Error {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,10 +111,6 @@ impl Error {
         let status = self.status();
         let (kind, title) = match &self {
             Self::Validation { .. } => ("urn:cart-service:problem:validation", "Validation failed"),
-            Self::Conflict(_) => (
-                "urn:cart-service:problem:idempotency-conflict",
-                "Request in progress",
-            ),
             Self::TooManyRequests(_) => ("urn:cart-service:problem:saturated", "Too many requests"),
             Self::Unavailable(_) => (
                 "urn:cart-service:problem:unavailable",
@@ -165,7 +160,7 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match &self {
             Self::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
-            Self::Unavailable(Some(cause)) => tracing::warn!(cause = %cause, "redis unavailable"),
+            Self::Unavailable(Some(cause)) => log_unavailable(cause),
             _ => {}
         }
         let retry = matches!(self, Self::Unavailable(_) | Self::TooManyRequests(_));
@@ -177,6 +172,36 @@ impl IntoResponse for Error {
         }
         response
     }
+}
+
+/// How often a Redis outage is logged: its first failed request, then one line per
+/// interval with the count since the last line. During an outage every request fails, and
+/// a line for each buried the log (155 000 lines in one run).
+pub const UNAVAILABLE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+fn log_unavailable(cause: &StoreError) {
+    /// When the last line was written, and the failures since.
+    static LAST: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+    let not_logged = {
+        let Ok(mut last) = LAST.lock() else {
+            return;
+        };
+        match &mut *last {
+            Some((at, count)) if at.elapsed() < UNAVAILABLE_LOG_INTERVAL => {
+                *count += 1;
+                return;
+            }
+            last => last
+                .replace((Instant::now(), 0))
+                .map_or(0, |(_, count)| count),
+        }
+    };
+    tracing::warn!(
+        cause = %cause,
+        failed_requests_not_logged = not_logged,
+        interval_s = UNAVAILABLE_LOG_INTERVAL.as_secs(),
+        "redis unavailable; further failures within the interval are counted, not logged"
+    );
 }
 
 /// Serialises a problem with its status and content type.

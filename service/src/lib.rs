@@ -2,8 +2,8 @@
 //!
 //! The binary (`main.rs`) only wires these pieces together: [`config`] reads and validates
 //! the environment, [`telemetry`] sets up logging, [`startup::Application`] binds the
-//! listener and runs the HTTP server with the shutdown sequence, [`routes`] holds the
-//! HTTP API and [`store`] everything that speaks Redis.
+//! listener and runs the HTTP server ([`server`]) with the shutdown sequence, [`routes`]
+//! holds the HTTP API and [`store`] everything that speaks Redis.
 
 pub mod config;
 pub mod domain;
@@ -11,6 +11,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod metrics;
 pub mod routes;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -92,6 +92,16 @@ fn describe() {
         Unit::Count,
         "HTTP server requests being served now, by method"
     );
+    describe_gauge!(
+        "http_server_open_connections",
+        Unit::Count,
+        "HTTP connections open now, HTTP/1.1 and HTTP/2 together (at most HTTP_MAX_CONNECTIONS)"
+    );
+    describe_counter!(
+        "http_server_connections_refused_total",
+        Unit::Count,
+        "Connections closed as soon as they were accepted because HTTP_MAX_CONNECTIONS were open"
+    );
     describe_counter!(
         "cart_operations_total",
         Unit::Count,

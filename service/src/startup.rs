@@ -1,23 +1,20 @@
 //! `Application`: binds the listener, serves HTTP, and runs the shutdown sequence.
 //!
-//! The server is hyper-util's connection builder rather than `axum::serve`, because the
-//! service needs what `axum::serve` does not expose: a header-read timeout against slow
-//! clients, and a graceful shutdown that closes idle keep-alive connections at once while
-//! in-flight requests finish within a deadline.
+//! The server ([`crate::server`]) is hyper-util's connection builder rather than
+//! `axum::serve`, because the service needs what `axum::serve` does not expose: a
+//! header-read timeout against slow clients, an idle timeout and a cap on connections, and a
+//! graceful shutdown that closes idle keep-alive connections at once while in-flight
+//! requests finish within a deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::routes;
+use crate::server::Server;
 use crate::state::AppState;
 use crate::store::{Limits, RedisConnection, Store};
 
@@ -84,12 +81,7 @@ impl Application {
             state,
         } = self;
         let config = &state.config;
-        let graceful = GracefulShutdown::new();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.http.header_read_timeout);
+        let server = Server::new(router, &config.http);
 
         let drain_delay = config.shutdown.drain_delay;
         let draining = state.clone();
@@ -102,46 +94,16 @@ impl Application {
             draining.begin_shutdown();
             tokio::time::sleep(drain_delay).await;
         };
-        tokio::pin!(stop_accepting);
 
         tracing::info!(address = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "listening");
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = &mut stop_accepting => break,
-            };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(router.clone());
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(error = %error, "connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
+        server.accept_until(listener, stop_accepting).await;
 
         let timeout = config.shutdown.timeout;
         tracing::info!(
             timeout_s = timeout.as_secs(),
             "shutdown: stopped accepting, finishing in-flight requests"
         );
-        if tokio::time::timeout(timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if !server.shutdown(timeout).await {
             tracing::warn!(
                 "shutdown: in-flight requests did not finish within SHUTDOWN_TIMEOUT_SECONDS; abandoning them"
             );

@@ -20,6 +20,9 @@ pub struct Inner {
     pub config: Config,
     /// Bounds concurrent `/stress` requests; a request that finds no permit gets 429.
     pub stress_permits: Arc<Semaphore>,
+    /// The memory running `/stress` requests may hold together, one permit a MiB
+    /// (`STRESS_MAX_TOTAL_MEMORY_MB`); a request that does not fit gets 429.
+    pub stress_memory: Arc<Semaphore>,
     shutting_down: AtomicBool,
 }
 
@@ -35,10 +38,12 @@ impl AppState {
     #[must_use]
     pub fn new(store: Store, config: Config) -> Self {
         let permits = usize::try_from(config.stress.max_concurrency).unwrap_or(1);
+        let memory_mb = usize::try_from(config.stress.max_total_memory_mb).unwrap_or(0);
         Self(Arc::new(Inner {
             store,
             config,
             stress_permits: Arc::new(Semaphore::new(permits)),
+            stress_memory: Arc::new(Semaphore::new(memory_mb)),
             shutting_down: AtomicBool::new(false),
         }))
     }

@@ -90,16 +90,15 @@ pub fn plan() -> Vec<Step> {
                 "warnings",
             ]),
         ),
-        // The cluster tasks are compiled only with the xtask's `cluster` feature.
+        // The cluster tasks and the bench are compiled only with the xtask's features.
         step(
-            "clippy-cluster",
+            "clippy-features",
             cargo(&[
                 "clippy",
                 "-p",
                 "xtask",
                 "--all-targets",
-                "--features",
-                "cluster",
+                "--all-features",
                 "--locked",
                 "--",
                 "-D",
@@ -141,11 +140,17 @@ pub fn plan() -> Vec<Step> {
             pinned: const { &[&tools::PINNED_HELM, &tools::PINNED_JAEGER] },
             ..step("test", cargo(&["test", "--workspace", "--locked"]))
         },
+        // The OpenAPI document held to the live service (the debug build the tests made).
+        Step {
+            needs: Some(&tools::REDIS_SERVER),
+            pinned: const { &[&tools::PINNED_SCHEMATHESIS] },
+            ..step("api-fuzz", cargo(&["xtask", "api-fuzz"]))
+        },
         Step {
             pinned: const { &[&tools::PINNED_HELM] },
             ..step(
-                "test-cluster",
-                cargo(&["test", "-p", "xtask", "--features", "cluster", "--locked"]),
+                "test-features",
+                cargo(&["test", "-p", "xtask", "--all-features", "--locked"]),
             )
         },
         // The chart over every ci/*-values.yaml set (the typed assertions run with the tests).

@@ -9,7 +9,7 @@
 //! v2 runs beside them and the service exports every trace to it. A machine without
 //! `redis-server` gets it first where the xtask can install it (`system.rs`).
 
-mod processes;
+pub(crate) mod processes;
 
 use std::fmt;
 use std::net::{Ipv4Addr, TcpListener};
@@ -90,22 +90,7 @@ struct Plan {
 
 impl Plan {
     fn new(port: u16, redis_port: u16, redis_dir: &Path, rust_log: Option<&str>) -> Self {
-        let (redis_port_arg, redis_dir_arg) =
-            (redis_port.to_string(), redis_dir.display().to_string());
-        let redis = Invocation::new("redis-server").args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &redis_port_arg,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            &redis_dir_arg,
-            "--loglevel",
-            "warning",
-        ]);
+        let redis = throwaway_redis(redis_port, redis_dir);
         let service = Invocation::new("cargo")
             .args(["run", "--package", "cart-service", "--"])
             .env("REDIS_URL", format!("redis://127.0.0.1:{redis_port}"))
@@ -171,6 +156,25 @@ impl Plan {
         let mut service = spawn(sh, &self.service)?;
         supervise(&mut service, redis, signals).await
     }
+}
+
+/// A `redis-server` on 127.0.0.1:`port` that keeps nothing: no snapshots, no AOF, its
+/// files in `dir`.
+pub(crate) fn throwaway_redis(port: u16, dir: &Path) -> Invocation {
+    Invocation::new("redis-server").args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &dir.display().to_string(),
+        "--loglevel",
+        "warning",
+    ])
 }
 
 /// The `--dry-run` text.

@@ -2,7 +2,7 @@
 //! here, so `cargo xtask --help` is the index of what the project automates. The tasks
 //! themselves live in modules named after them.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Project automation for cart-service.
 #[derive(Debug, Parser)]
@@ -43,6 +43,8 @@ pub enum Task {
     Tools(Tools),
     /// Check the Helm chart over every ci/*-values.yaml set: lint, validate or checkov.
     Chart(Chart),
+    /// Run schemathesis (every check, all phases, in a time budget) against a live cart-service and a throwaway Redis.
+    ApiFuzz(ApiFuzz),
     /// Load-test a release build with wrk beside redis-benchmark; write target/bench/ reports.
     Bench(Bench),
 }
@@ -101,6 +103,17 @@ pub struct Dev {
     /// trace; its UI is on <http://127.0.0.1:16686>.
     #[arg(long)]
     pub jaeger: bool,
+    /// Print the programs, arguments and environment that would run, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cargo xtask api-fuzz`: the OpenAPI document held to the live service by schemathesis.
+#[derive(Debug, Args)]
+pub struct ApiFuzz {
+    /// Seconds schemathesis may spend; fuzzing and the stateful phase repeat until it is spent.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(10..=3600))]
+    pub max_time: u32,
     /// Print the programs, arguments and environment that would run, and run nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -297,9 +310,8 @@ pub struct Bench {
           value_parser = clap::value_parser!(u32).range(2..=10_000))]
     pub connections: Vec<u32>,
     /// Scenarios to run, comma-separated; default all.
-    #[arg(long, value_delimiter = ',', value_enum,
-          default_values_t = crate::bench::Scenario::ALL)]
-    pub scenario: Vec<crate::bench::Scenario>,
+    #[arg(long, value_delimiter = ',', value_enum, default_values_t = Scenario::ALL)]
+    pub scenario: Vec<Scenario>,
     /// Directory the Markdown, JSON and SVG reports go to.
     #[arg(long, default_value = "target/bench")]
     pub out: std::path::PathBuf,
@@ -314,6 +326,23 @@ pub struct Bench {
     /// Print the programs, arguments and environment that would run, and run nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// One kind of bench traffic; what each sends is in `bench/scenarios.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Scenario {
+    /// POST /v1/cart/{user} over 10 000 users × 100 products.
+    Add,
+    /// GET of carts holding 20 lines.
+    Get,
+    /// The k6 journey's mix: add, add, get, clear.
+    Journey,
+    /// GET /livez: the HTTP stack's ceiling, no Redis.
+    Health,
+}
+
+impl Scenario {
+    pub const ALL: [Self; 4] = [Self::Add, Self::Get, Self::Journey, Self::Health];
 }
 
 #[cfg(test)]

@@ -213,12 +213,27 @@ pub async fn stress_loop(
         match outcome {
             // 429 is the service protecting itself: the load is high enough, keep going.
             Ok(Some(200 | 429)) => {}
+            // The chart serves /stress only when asked to, and behind a token when one is set:
+            // say which value to change, once a second rather than in a tight loop.
+            Ok(Some(status @ (401 | 404))) => {
+                eprintln!("stress: {status}: {}", stress_refusal_hint(status));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             Ok(status) => eprintln!("stress: unexpected answer {status:?}"),
             Err(error) => {
                 eprintln!("stress: {error:#}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// What to change when the release refuses `/stress`.
+fn stress_refusal_hint(status: u16) -> &'static str {
+    if status == 404 {
+        "the release serves no /stress; install it with --set config.stress.enabled=true (the kind values do)"
+    } else {
+        "the release guards /stress with STRESS_TOKEN (config.stress.token); the demo sends no token, so unset it for the demo"
     }
 }
 
@@ -247,6 +262,12 @@ mod tests {
 
     use super::*;
     use crate::cluster::mock;
+
+    #[test]
+    fn a_refused_stress_names_the_chart_value_to_change() {
+        assert!(stress_refusal_hint(404).contains("config.stress.enabled=true"));
+        assert!(stress_refusal_hint(401).contains("config.stress.token"));
+    }
     use crate::flags::{Task, Xtask};
 
     #[test]

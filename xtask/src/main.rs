@@ -6,6 +6,8 @@
 // guards the service, where output belongs in the logs.
 #![allow(clippy::print_stdout)]
 
+mod api_fuzz;
+#[cfg(feature = "bench")]
 mod bench;
 mod chart;
 mod ci;
@@ -33,7 +35,7 @@ mod k6;
 #[cfg(feature = "cluster")]
 mod kind;
 mod plan;
-#[cfg(not(feature = "cluster"))]
+#[cfg(not(all(feature = "cluster", feature = "bench")))]
 mod relaunch;
 mod system;
 mod tools;
@@ -65,7 +67,11 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
         flags::Task::Gen(task) => task.run(&sh),
         flags::Task::Tools(task) => task.run(&sh),
         flags::Task::Chart(task) => task.run(&sh),
+        flags::Task::ApiFuzz(task) => task.run(&sh),
+        #[cfg(feature = "bench")]
         flags::Task::Bench(task) => task.run(&sh),
+        #[cfg(not(feature = "bench"))]
+        flags::Task::Bench(_) => relaunch::with_feature(&sh, &relaunch::BENCH),
         #[cfg(feature = "cluster")]
         flags::Task::KindUp(task) => task.run(&sh),
         #[cfg(feature = "cluster")]
@@ -81,7 +87,7 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
         #[cfg(feature = "cluster")]
         flags::Task::ComposeSmoke(task) => task.run(&sh),
         #[cfg(not(feature = "cluster"))]
-        _ => relaunch::with_cluster_feature(&sh),
+        _ => relaunch::with_feature(&sh, &relaunch::CLUSTER),
     }
 }
 

@@ -1,37 +1,62 @@
 //! The cluster tasks need kube-rs, k8s-openapi and rustls, which take longer to build than
-//! the rest of the xtask together, so they are compiled only with the `cluster` feature and
-//! `ci`, `dev` and `gen` start after a short build. A build without the feature hands a
-//! cluster task to `cargo run --package xtask --features cluster` with the same arguments:
-//! `cargo xtask <task>` stays the one entry point.
+//! the rest of the xtask together, and the bench needs a plotting crate, so each is
+//! compiled only with a cargo feature of its own and `ci`, `dev` and `gen` start after a
+//! short build. A build without the feature hands the task to `cargo run --package xtask
+//! --features <feature>` with the same arguments: `cargo xtask <task>` stays the one entry
+//! point.
 
 use anyhow::{Context, bail};
 use xshell::Shell;
 
 use crate::command::Invocation;
 
+/// A cargo feature of the xtask that some tasks need.
+#[derive(Debug)]
+pub struct Feature {
+    /// The feature's name in xtask/Cargo.toml.
+    pub name: &'static str,
+    /// What it brings, for the message that says why the task is re-run.
+    pub brings: &'static str,
+}
+
+/// kind-up, kind-down, deploy, k6, hpa-demo, e2e and compose-smoke.
+#[cfg(not(feature = "cluster"))]
+pub const CLUSTER: Feature = Feature {
+    name: "cluster",
+    brings: "kube-rs; first time: a few minutes to build",
+};
+
+/// bench.
+#[cfg(not(feature = "bench"))]
+pub const BENCH: Feature = Feature {
+    name: "bench",
+    brings: "plotters; first time: well under a minute to build",
+};
+
 /// Set for the relaunched xtask: a build that still lacks the feature stops instead of
 /// relaunching itself again.
-const RELAUNCHED: &str = "XTASK_RELAUNCHED_WITH_CLUSTER";
+const RELAUNCHED: &str = "XTASK_RELAUNCHED_WITH_FEATURE";
 
-/// Runs this command line again in an xtask built with the cluster feature and exits with
-/// its status.
-pub fn with_cluster_feature(sh: &Shell) -> anyhow::Result<()> {
+/// Runs this command line again in an xtask built with `feature` and exits with its status.
+pub fn with_feature(sh: &Shell, feature: &Feature) -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|arg| arg.to_string_lossy().into_owned())
         .collect();
     let task = args.first().map_or("", String::as_str);
+    let name = feature.name;
     if sh.var_os(RELAUNCHED).is_some() {
         bail!(
-            "`{task}` needs the cluster feature, but the relaunched xtask was built without it; \
-             run `cargo run --package xtask --features cluster -- {task}`"
+            "`{task}` needs the {name} feature, but the relaunched xtask was built without it; \
+             run `cargo run --package xtask --features {name} -- {task}`"
         );
     }
-    let invocation = invocation(args.iter().cloned()).env(RELAUNCHED, "1");
+    let invocation = invocation(feature, args.iter().cloned()).env(RELAUNCHED, "1");
     // On stderr, so a relaunched `--dry-run` prints only its plan on stdout.
     eprintln!(
-        "cargo xtask {task}: needs the cluster feature (kube-rs), running it through \
-         `cargo run --package xtask --features cluster` (first time: a few minutes to build)"
+        "cargo xtask {task}: needs the {name} feature ({}), running it through \
+         `cargo run --package xtask --features {name}`",
+        feature.brings
     );
     let status = std::process::Command::from(invocation.to_cmd(sh))
         .status()
@@ -40,8 +65,8 @@ pub fn with_cluster_feature(sh: &Shell) -> anyhow::Result<()> {
     std::process::exit(status.code().unwrap_or(1));
 }
 
-/// `cargo run` of the xtask with the cluster feature and `args` after `--`.
-fn invocation(args: impl IntoIterator<Item = String>) -> Invocation {
+/// `cargo run` of the xtask with `feature` and `args` after `--`.
+fn invocation(feature: &Feature, args: impl IntoIterator<Item = String>) -> Invocation {
     Invocation::new("cargo")
         .args([
             "run",
@@ -49,7 +74,7 @@ fn invocation(args: impl IntoIterator<Item = String>) -> Invocation {
             "--package",
             "xtask",
             "--features",
-            "cluster",
+            feature.name,
             "--",
         ])
         .args(args)
@@ -59,6 +84,7 @@ fn invocation(args: impl IntoIterator<Item = String>) -> Invocation {
 mod tests {
     use super::*;
 
+    #[cfg(not(feature = "cluster"))]
     #[test]
     fn a_cluster_task_reruns_with_the_feature_and_the_same_arguments() {
         let args = [
@@ -69,12 +95,26 @@ mod tests {
             "testbed with-net",
         ];
 
-        let shown = invocation(args.map(String::from)).to_string();
+        let shown = invocation(&CLUSTER, args.map(String::from)).to_string();
 
         assert_eq!(
             shown,
             "cargo run --quiet --package xtask --features cluster -- \
              e2e --tag cart-service:dev --build-with 'testbed with-net'"
+        );
+    }
+
+    #[cfg(not(feature = "bench"))]
+    #[test]
+    fn the_bench_reruns_with_its_feature_and_the_same_arguments() {
+        let args = ["bench", "--scenario", "add,get", "--dry-run"];
+
+        let shown = invocation(&BENCH, args.map(String::from)).to_string();
+
+        assert_eq!(
+            shown,
+            "cargo run --quiet --package xtask --features bench -- \
+             bench --scenario add,get --dry-run"
         );
     }
 }

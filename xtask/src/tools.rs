@@ -25,6 +25,7 @@ pub static REDIS_SERVER: Tool = Tool {
 
 /// wrk, the HTTP load generator of `cargo xtask bench` (Debian's 4.1.0 is what the bench
 /// scripts are written against; any 4.x build works).
+#[cfg(feature = "bench")]
 pub static WRK: Tool = Tool {
     name: "wrk",
     install: "install it with `apt-get install wrk` (Debian/Ubuntu) or build it from \
@@ -32,6 +33,7 @@ pub static WRK: Tool = Tool {
 };
 
 /// redis-benchmark, Redis's own ceiling beside which `cargo xtask bench` measures the service.
+#[cfg(feature = "bench")]
 pub static REDIS_BENCHMARK: Tool = Tool {
     name: "redis-benchmark",
     install: "it ships with Redis: install it with `apt-get install redis-server` (or `redis-tools`)",
@@ -74,7 +76,7 @@ pub const METRICS_SERVER_CHART_VERSION: &str = "3.13.0";
 /// The tools the project installs itself, under `target/tools`, each at a pinned version:
 /// the one place those versions live. `cargo xtask tools` installs what is missing or
 /// outdated (`cargo xtask ci` runs it first); `Pinned::require` says to run it.
-pub static PINNED: [&Pinned; 8] = [
+pub static PINNED: [&Pinned; 9] = [
     &PINNED_HELM,
     &PINNED_PROMTOOL,
     &PINNED_K6,
@@ -82,6 +84,7 @@ pub static PINNED: [&Pinned; 8] = [
     &PINNED_CHECKOV,
     &PINNED_HADOLINT,
     &PINNED_CHECK_JSONSCHEMA,
+    &PINNED_SCHEMATHESIS,
     &PINNED_JAEGER,
 ];
 
@@ -148,6 +151,14 @@ pub static PINNED_CHECK_JSONSCHEMA: Pinned = Pinned {
     name: "check-jsonschema",
     version: "0.39.0",
     source: Source::PyPi("check-jsonschema"),
+};
+
+/// schemathesis (pip package): `cargo xtask api-fuzz` holds the live service to its
+/// OpenAPI document with every check and phase.
+pub static PINNED_SCHEMATHESIS: Pinned = Pinned {
+    name: "schemathesis",
+    version: "4.32.5",
+    source: Source::PyPi("schemathesis"),
 };
 
 /// Jaeger v2 all-in-one, for the end-to-end trace tests (`service/tests/jaeger`) and

@@ -1,6 +1,7 @@
 {{/*
 The service's environment: every variable the service reads (service/src/config.rs) and
-the standard OTEL_* ones. The Redis password only ever arrives through secretKeyRef.
+the standard OTEL_* ones. The Redis password and the stress token only ever arrive through
+secretKeyRef.
 */}}
 {{- define "cart-service.env" -}}
 - name: POD_NAME
@@ -37,6 +38,10 @@ the standard OTEL_* ones. The Redis password only ever arrives through secretKey
   value: {{ .Values.config.redisConnectTimeoutMs | int64 | quote }}
 - name: REQUEST_TIMEOUT_MS
   value: {{ .Values.config.requestTimeoutMs | int64 | quote }}
+- name: HTTP_IDLE_TIMEOUT_MS
+  value: {{ .Values.config.httpIdleTimeoutMs | int64 | quote }}
+- name: HTTP_MAX_CONNECTIONS
+  value: {{ .Values.config.httpMaxConnections | int64 | quote }}
 - name: CART_TTL_SECONDS
   value: {{ .Values.config.cartTtlSeconds | int64 | quote }}
 - name: CART_MAX_ITEMS
@@ -59,6 +64,17 @@ the standard OTEL_* ones. The Redis password only ever arrives through secretKey
   value: {{ .Values.config.stress.maxMemoryMb | int64 | quote }}
 - name: STRESS_MAX_CONCURRENCY
   value: {{ .Values.config.stress.maxConcurrency | int64 | quote }}
+- name: STRESS_MAX_TOTAL_MEMORY_MB
+  value: {{ .Values.config.stress.maxTotalMemoryMb | int64 | quote }}
+{{- with .Values.config.stress }}
+{{- if and .enabled .token.existingSecret }}
+- name: STRESS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .token.existingSecret }}
+      key: {{ .token.existingSecretKey }}
+{{- end }}
+{{- end }}
 - name: SHUTDOWN_DRAIN_DELAY_SECONDS
   value: {{ .Values.shutdown.drainDelaySeconds | int64 | quote }}
 - name: SHUTDOWN_TIMEOUT_SECONDS

@@ -143,6 +143,11 @@ seccompProfile:
 {{- if and (not .Values.redis.enabled) (not .Values.externalRedis.host) }}
 {{- fail "externalRedis.host is required when redis.enabled is false" }}
 {{- end }}
+{{- with .Values.config.stress }}
+{{- if and .enabled (gt (int .maxMemoryMb) (int .maxTotalMemoryMb)) }}
+{{- fail (printf "config.stress.maxMemoryMb (%d) must not be greater than config.stress.maxTotalMemoryMb (%d), or the service refuses to start" (int .maxMemoryMb) (int .maxTotalMemoryMb)) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.jaeger.enabled (not .Values.otelCollector.enabled) }}
 {{- fail "jaeger.enabled needs otelCollector.enabled: the collector is what exports to Jaeger" }}
 {{- end }}

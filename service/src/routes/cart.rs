@@ -12,12 +12,12 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{self, Id, IdempotencyKey};
 use crate::error::{Error, Problem, Result};
 use crate::state::AppState;
-use crate::store::{Added, Claim};
+use crate::store::{Added, Idempotency};
 use crate::telemetry;
 
 /// The request header that makes a POST safe to retry.
@@ -29,10 +29,16 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddItemRequest {
     /// 1 to 64 bytes of `[A-Za-z0-9._:@-]`.
-    #[schema(example = "p-1")]
+    #[schema(
+        example = "p-1",
+        pattern = "^[A-Za-z0-9._:@-]+$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub product_id: String,
-    /// Units to add, 1 to `CART_MAX_QUANTITY`.
-    #[schema(example = 2)]
+    /// Units to add, 1 to `CART_MAX_QUANTITY` (the document's maximum is this instance's).
+    #[schema(example = 2, minimum = 1)]
+    #[serde(deserialize_with = "whole_number")]
     pub quantity: i64,
 }
 
@@ -40,8 +46,51 @@ pub struct AddItemRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SetItemRequest {
     /// The line's new quantity, 0 to `CART_MAX_QUANTITY`; 0 removes the line.
-    #[schema(example = 5)]
+    #[schema(example = 5, minimum = 0)]
+    #[serde(deserialize_with = "whole_number")]
     pub quantity: i64,
+}
+
+/// A quantity as any whole JSON number (`2`, `2.0`, `1e20`), so one out of range is the
+/// domain's 422 naming the bounds rather than a type error; beyond `i64` it saturates.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(whole) = number.as_i64() {
+        return Ok(whole);
+    }
+    if number.as_u64().is_some() {
+        return Ok(i64::MAX);
+    }
+    match number.as_f64() {
+        // Saturating: `as` clamps to the i64 range, and only the sign matters out there.
+        #[allow(clippy::cast_possible_truncation)]
+        Some(value) if value.fract() == 0.0 => Ok(value as i64),
+        _ => Err(serde::de::Error::custom("must be a whole number")),
+    }
+}
+
+/// The path of a cart. Only documents it (handlers take `Path<String>` so a bad id is
+/// the domain's 422); the pattern and lengths are `domain::Id`'s.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct CartPath {
+    /// 1 to 64 bytes of `[A-Za-z0-9._:@-]`.
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)]
+    user_id: String,
+}
+
+/// The path of one line of a cart; documentation only, as [`CartPath`].
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct LinePath {
+    /// 1 to 64 bytes of `[A-Za-z0-9._:@-]`.
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)]
+    user_id: String,
+    /// 1 to 64 bytes of `[A-Za-z0-9._:@-]`.
+    #[param(pattern = "^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 64)]
+    product_id: String,
 }
 
 /// One cart line after a write.
@@ -72,21 +121,26 @@ pub struct CartResponse {
 ///
 /// The line's total and the cart's distinct-item count are capped atomically: a request
 /// that would pass a cap is 422 and changes nothing. With an `Idempotency-Key`, a retry
-/// with the same body replays the stored response (`Idempotent-Replayed: true`).
+/// with the same body replays the stored response (`Idempotent-Replayed: true`) and adds
+/// nothing. Duplicates sent at once are no exception: looking the key up, the add and its
+/// stored result are one atomic step, so one of them adds and the others replay it.
 #[utoipa::path(post, path = "/v1/cart/{user_id}", tag = "cart",
     params(
-        ("user_id" = String, Path, description = "1 to 64 bytes of [A-Za-z0-9._:@-]"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; kept 24 h"),
+        CartPath,
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; kept 24 h",
+            pattern = "^[!-~]+$", min_length = 1, max_length = 255),
     ),
     request_body = AddItemRequest,
     responses(
-        (status = 200, description = "The line's new total", body = LineResponse),
-        (status = 400, description = "Malformed JSON or a missing field", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A request with this Idempotency-Key is still running", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The line's new total", body = LineResponse,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same Idempotency-Key"))),
+        (status = 400, description = "Malformed JSON, a missing field or a wrong type", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within HTTP_BODY_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid id or quantity, a cap would be passed, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis unavailable, or the request passed REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn add_item(
     State(state): State<AppState>,
@@ -105,34 +159,27 @@ pub async fn add_item(
             .map(|v| IdempotencyKey::parse(v.as_bytes()))
             .transpose()?;
 
-        let token = match &key {
-            None => None,
-            Some(key) => match state
-                .store
-                .claim(&user, key, &domain::add_fingerprint(&product, quantity))
-                .await?
-            {
-                Claim::Claimed(token) => Some(token),
-                Claim::Mismatch => {
-                    return Err(Error::invalid(
-                        "Idempotency-Key",
-                        "was already used with a different request body",
-                    ));
-                }
-                Claim::InFlight => return Err(in_flight()),
-                Claim::Done { status, quantity } => {
-                    return Ok(replay(status, line(&user, &product, quantity)));
-                }
-            },
-        };
+        let fingerprint = key
+            .as_ref()
+            .map(|_| domain::add_fingerprint(&product, quantity));
+        let idempotency = key
+            .as_ref()
+            .zip(fingerprint.as_deref())
+            .map(|(key, fingerprint)| Idempotency { key, fingerprint });
 
-        let claimed = key.as_ref().zip(token.as_deref());
         match state
             .store
-            .add_item(&user, &product, quantity, claimed)
+            .add_item(&user, &product, quantity, idempotency)
             .await?
         {
             Added::Total(total) => Ok(Json(line(&user, &product, total)).into_response()),
+            Added::Replay { status, quantity } => {
+                Ok(replay(status, line(&user, &product, quantity)))
+            }
+            Added::KeyReused => Err(Error::invalid(
+                "Idempotency-Key",
+                "was already used with a different request body",
+            )),
             Added::QuantityCap { current } => Err(Error::invalid(
                 "quantity",
                 format!(
@@ -140,7 +187,6 @@ pub async fn add_item(
                 ),
             )),
             Added::ItemCap => Err(item_cap(&state)),
-            Added::ClaimLost => Err(in_flight()),
         }
     }
     .instrument(telemetry::sampled_child(|| tracing::info_span!("cart.add_item")))
@@ -149,11 +195,13 @@ pub async fn add_item(
 
 /// Read a cart; an unknown cart is empty.
 #[utoipa::path(get, path = "/v1/cart/{user_id}", tag = "cart",
-    params(("user_id" = String, Path, description = "1 to 64 bytes of [A-Za-z0-9._:@-]")),
+    params(CartPath),
     responses(
         (status = 200, description = "The cart, lines sorted by product id", body = CartResponse),
+        (status = 400, description = "A path segment is not UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis unavailable, or the request passed REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn get_cart(
     State(state): State<AppState>,
@@ -185,11 +233,13 @@ pub async fn get_cart(
 
 /// Delete a whole cart (idempotent).
 #[utoipa::path(delete, path = "/v1/cart/{user_id}", tag = "cart",
-    params(("user_id" = String, Path, description = "1 to 64 bytes of [A-Za-z0-9._:@-]")),
+    params(CartPath),
     responses(
         (status = 204, description = "The cart is gone"),
+        (status = 400, description = "A path segment is not UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid user id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis unavailable, or the request passed REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn clear_cart(
     State(state): State<AppState>,
@@ -208,17 +258,17 @@ pub async fn clear_cart(
 
 /// Set a line to an exact quantity; 0 removes it.
 #[utoipa::path(put, path = "/v1/cart/{user_id}/items/{product_id}", tag = "cart",
-    params(
-        ("user_id" = String, Path, description = "1 to 64 bytes of [A-Za-z0-9._:@-]"),
-        ("product_id" = String, Path, description = "1 to 64 bytes of [A-Za-z0-9._:@-]"),
-    ),
+    params(LinePath),
     request_body = SetItemRequest,
     responses(
         (status = 200, description = "The line as set", body = LineResponse),
-        (status = 400, description = "Malformed JSON or a missing field", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, a missing field or a wrong type", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within HTTP_BODY_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid id or quantity, or the item cap would be passed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis unavailable, or the request passed REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn set_item(
     State(state): State<AppState>,
@@ -242,14 +292,13 @@ pub async fn set_item(
 
 /// Remove a line (idempotent).
 #[utoipa::path(delete, path = "/v1/cart/{user_id}/items/{product_id}", tag = "cart",
-    params(
-        ("user_id" = String, Path, description = "1 to 64 bytes of [A-Za-z0-9._:@-]"),
-        ("product_id" = String, Path, description = "1 to 64 bytes of [A-Za-z0-9._:@-]"),
-    ),
+    params(LinePath),
     responses(
         (status = 204, description = "The line is gone"),
+        (status = 400, description = "A path segment is not UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis unavailable, or the request passed REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub async fn remove_item(
     State(state): State<AppState>,
@@ -288,12 +337,6 @@ fn replay(status: u16, body: LineResponse) -> Response {
         .headers_mut()
         .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     response
-}
-
-fn in_flight() -> Error {
-    Error::Conflict(
-        "a request with this Idempotency-Key is still being processed; retry later".into(),
-    )
 }
 
 fn item_cap(state: &AppState) -> Error {

@@ -41,11 +41,11 @@ pub async fn observe(request: Request, next: Next) -> Response {
         method_label,
         || metrics::gauge!("http_server_active_requests", "method" => method_label),
     );
-    in_flight.increment(1.0);
+    let in_flight = InFlight::enter(in_flight);
 
     let response = next.run(request).await;
 
-    in_flight.decrement(1.0);
+    drop(in_flight);
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let handles = http_handles(method_label, route, status);
@@ -59,6 +59,23 @@ pub async fn observe(request: Request, next: Next) -> Response {
     let latency_ms = elapsed.as_micros() as f64 / 1000.0;
     log_access(method.as_str(), route, status, latency_ms);
     response
+}
+
+/// One request counted in `http_server_active_requests`, until it is dropped: when the
+/// response is ready, or when the client went away and hyper dropped the request's future.
+struct InFlight(Gauge);
+
+impl InFlight {
+    fn enter(gauge: Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// The access-log line of one request: info for 1xx-3xx, warn for 4xx, error for 5xx.

@@ -27,6 +27,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutError, TimeoutLayer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::domain::MAX_ID_LEN;
 use crate::error::{Error, PROBLEM_JSON, status_problem};
 use crate::state::AppState;
 use crate::telemetry;
@@ -75,7 +76,7 @@ pub fn with_layers(
         ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(metrics::observe))
-        .layer(axum::Extension(openapi::Spec::new(spec)))
+        .layer(axum::Extension(openapi::Spec::new(spec, &state.config)))
         .layer(axum::middleware::map_response(problemify))
         .layer(axum::middleware::map_response(
             telemetry::http::inject_trace_headers,
@@ -90,12 +91,14 @@ impl From<JsonRejection> for Error {
             JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType(
                 "expected a body with content type application/json".into(),
             ),
-            JsonRejection::JsonSyntaxError(e) => {
-                Self::BadRequest(format!("malformed JSON: {}", e.body_text()))
-            }
-            JsonRejection::JsonDataError(e) => {
-                Self::BadRequest(format!("invalid JSON body: {}", e.body_text()))
-            }
+            JsonRejection::JsonSyntaxError(e) => Self::BadRequest(
+                json_error(&e)
+                    .map_or_else(|| "the body is not valid JSON".to_owned(), syntax_detail),
+            ),
+            JsonRejection::JsonDataError(e) => Self::BadRequest(json_error(&e).map_or_else(
+                || "the body is not the JSON object this route takes".to_owned(),
+                data_detail,
+            )),
             JsonRejection::BytesRejection(e)
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE
                     || caused_by::<LengthLimitError>(&e) =>
@@ -105,11 +108,50 @@ impl From<JsonRejection> for Error {
             JsonRejection::BytesRejection(e) if caused_by::<TimeoutError>(&e) => {
                 Self::RequestTimeout
             }
-            other => Self::BadRequest(format!(
-                "could not read the request body: {}",
-                other.body_text()
-            )),
+            _ => Self::BadRequest("the request body could not be read".to_owned()),
         }
+    }
+}
+
+/// The JSON error behind a rejection, with the path of the field it is about (axum's
+/// `Json` deserialises through `serde_path_to_error`).
+type JsonError = serde_path_to_error::Error<serde_json::Error>;
+
+fn json_error<'a>(rejection: &'a (dyn std::error::Error + 'static)) -> Option<&'a JsonError> {
+    std::iter::successors(Some(rejection), |e| e.source()).find_map(|e| e.downcast_ref())
+}
+
+/// Where the JSON breaks, in words a client can act on (serde's own wording names Rust
+/// types and parser states).
+fn syntax_detail(error: &JsonError) -> String {
+    let inner = error.inner();
+    match inner.classify() {
+        serde_json::error::Category::Eof => "the body ends before its JSON is complete".to_owned(),
+        _ => format!(
+            "the body is not valid JSON (line {}, column {})",
+            inner.line(),
+            inner.column()
+        ),
+    }
+}
+
+/// Which field of a well-formed JSON body is wrong and what it must be.
+fn data_detail(error: &JsonError) -> String {
+    let message = error.inner().to_string();
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return format!("{field}: is required");
+    }
+    let field = error.path().to_string();
+    match field.as_str() {
+        "product_id" => format!("product_id: must be a string of 1 to {MAX_ID_LEN} bytes of [A-Za-z0-9._:@-]"),
+        "quantity" => "quantity: must be a whole number".to_owned(),
+        // The body itself, or an element of it when it is an array: serde reads a struct
+        // from an array too, so `[1]` fails at `[0]`.
+        root if root == "." || root.starts_with('[') => "the body must be a JSON object with the fields this route documents (see /openapi.json)".to_owned(),
+        other => format!("{other}: has the wrong type (see /openapi.json)"),
     }
 }
 

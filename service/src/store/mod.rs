@@ -18,9 +18,6 @@ use crate::domain::{Id, IdempotencyKey};
 
 pub use connection::RedisConnection;
 
-/// How long an Idempotency-Key stays claimed by a request that has not finished; past it,
-/// a retry may claim the key again (the claim token keeps a late finisher from writing).
-pub const IDEMPOTENCY_CLAIM_TTL: Duration = Duration::from_secs(30);
 /// How long a finished request's response is kept for replay.
 pub const IDEMPOTENCY_RECORD_TTL: Duration = Duration::from_hours(24);
 
@@ -28,7 +25,6 @@ static ADD_ITEM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/add_item.lua")));
 static SET_ITEM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/set_item.lua")));
-static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/claim.lua")));
 
 /// A Redis failure, as handlers see it.
 #[derive(Debug, thiserror::Error)]
@@ -73,21 +69,17 @@ pub enum Added {
     QuantityCap { current: u32 },
     /// The cart already holds the most distinct products allowed; nothing changed.
     ItemCap,
-    /// The idempotency claim expired and another request took the key over; nothing changed.
-    ClaimLost,
+    /// The Idempotency-Key's request already ran; nothing changed, replay its stored result.
+    Replay { status: u16, quantity: u32 },
+    /// The Idempotency-Key was used with another request; nothing changed.
+    KeyReused,
 }
 
-/// What claiming an Idempotency-Key found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The key is ours; carry out the request with this token.
-    Claimed(String),
-    /// The key was used with another request body.
-    Mismatch,
-    /// Another request with this key has not finished.
-    InFlight,
-    /// The request already ran; replay its stored result.
-    Done { status: u16, quantity: u32 },
+/// An Idempotency-Key and the fingerprint of the request that carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    pub key: &'a IdempotencyKey,
+    pub fingerprint: &'a str,
 }
 
 /// The typed cart operations. Cheap to clone.
@@ -114,13 +106,14 @@ impl Store {
     }
 
     /// Adds `quantity` units of `product`, capped per line and per cart, refreshing the TTL.
-    /// With a claimed idempotency `(key, token)`, the add and the stored result are one step.
+    /// With an Idempotency-Key, looking the key up, the add and storing its result are one
+    /// atomic step: whatever fails, a retry finds the stored result or nothing.
     pub async fn add_item(
         &self,
         user: &Id,
         product: &Id,
         quantity: u32,
-        claimed: Option<(&IdempotencyKey, &str)>,
+        idempotency: Option<Idempotency<'_>>,
     ) -> Result<Added, StoreError> {
         let mut invocation = ADD_ITEM.key(cart_key(user));
         invocation
@@ -129,28 +122,31 @@ impl Store {
             .arg(self.limits.max_quantity)
             .arg(self.limits.max_items)
             .arg(self.limits.ttl_seconds);
-        if let Some((key, token)) = claimed {
+        if let Some(Idempotency { key, fingerprint }) = idempotency {
             invocation
                 .key(idempotency_key(user, key))
-                .arg(token)
+                .arg(fingerprint)
                 .arg(IDEMPOTENCY_RECORD_TTL.as_secs());
         }
-        let (code, value): (i64, i64) = self
+        let reply: Vec<i64> = self
             .redis
             .run("EVALSHA", |mut conn| async move {
                 invocation.invoke_async(&mut conn).await
             })
             .await?;
-        match code {
-            1 => Ok(Added::Total(to_u32(value)?)),
-            -1 => Ok(Added::QuantityCap {
-                current: to_u32(value)?,
+        match *reply.as_slice() {
+            [1, total] => Ok(Added::Total(to_u32(total)?)),
+            [-1, current] => Ok(Added::QuantityCap {
+                current: to_u32(current)?,
             }),
-            -2 => Ok(Added::ItemCap),
-            -3 => Ok(Added::ClaimLost),
-            other => Err(StoreError::Corrupt(format!(
-                "add_item returned code {other}"
-            ))),
+            [-2, _] => Ok(Added::ItemCap),
+            [2, status, quantity] => Ok(Added::Replay {
+                status: u16::try_from(status)
+                    .map_err(|_| StoreError::Corrupt(format!("stored status {status}")))?,
+                quantity: to_u32(quantity)?,
+            }),
+            [-4, _] => Ok(Added::KeyReused),
+            _ => Err(StoreError::Corrupt(format!("add_item returned {reply:?}"))),
         }
     }
 
@@ -205,46 +201,6 @@ impl Store {
             .await
     }
 
-    /// Claims `key` for a request with this fingerprint.
-    pub async fn claim(
-        &self,
-        user: &Id,
-        key: &IdempotencyKey,
-        fingerprint: &str,
-    ) -> Result<Claim, StoreError> {
-        let token = claim_token();
-        let mut invocation = CLAIM.key(idempotency_key(user, key));
-        invocation
-            .arg(fingerprint)
-            .arg(&token)
-            .arg(u64::try_from(IDEMPOTENCY_CLAIM_TTL.as_millis()).unwrap_or(u64::MAX));
-        let reply: Vec<String> = self
-            .redis
-            .run("EVALSHA", |mut conn| async move {
-                invocation.invoke_async(&mut conn).await
-            })
-            .await?;
-        match reply
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
-            ["claimed"] => Ok(Claim::Claimed(token)),
-            ["mismatch"] => Ok(Claim::Mismatch),
-            ["in_flight"] => Ok(Claim::InFlight),
-            ["done", status, quantity] => Ok(Claim::Done {
-                status: status
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("status {status:?}")))?,
-                quantity: quantity
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("quantity {quantity:?}")))?,
-            }),
-            other => Err(StoreError::Corrupt(format!("claim returned {other:?}"))),
-        }
-    }
-
     /// `PING` with the connection's response timeout.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.redis
@@ -265,10 +221,6 @@ pub fn cart_key(user: &Id) -> String {
 #[must_use]
 pub fn idempotency_key(user: &Id, key: &IdempotencyKey) -> String {
     format!("idem:{{{}}}:{}", user.as_str(), key.as_str())
-}
-
-fn claim_token() -> String {
-    format!("{:032x}", rand::random::<u128>())
 }
 
 /// The lines of an HGETALL reply (RESP2 array or RESP3 map), each product id's bytes

@@ -4,15 +4,17 @@
 //! response; [`inject_trace_headers`] writes the response's `traceparent`.
 //!
 //! The response side is our own because axum-tracing-opentelemetry's `OtelInResponseLayer`
-//! writes an empty `tracestate` on every response (the trace-context propagator's habit).
+//! writes an empty `tracestate` on every response (the trace-context propagator's habit)
+//! and, through the global propagator, echoes the caller's `baggage` back to it.
 
 use std::collections::HashMap;
 
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use axum_tracing_opentelemetry::middleware::OtelAxumLayer;
-use opentelemetry::global;
+use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The SERVER span of every request whose path `traced` accepts.
@@ -21,9 +23,10 @@ pub fn server_span_layer(traced: fn(&str) -> bool) -> OtelAxumLayer {
     OtelAxumLayer::default().filter(traced)
 }
 
-/// Writes the request's `traceparent` into the response, and `tracestate` and `baggage`
-/// when the request has entries for them. Runs inside the SERVER span; an untraced
-/// request (probes, metrics) gets none.
+/// Writes the request's `traceparent` into the response, and `tracestate` when the
+/// request has entries in it. Never `baggage`: it is the caller's own data, and reflecting
+/// it would hand back whatever a client (or a proxy in front of it) put there. Runs inside
+/// the SERVER span; an untraced request (probes, metrics) gets none.
 pub async fn inject_trace_headers(mut response: Response) -> Response {
     let span = tracing::Span::current();
     if span.is_none() {
@@ -34,7 +37,7 @@ pub async fn inject_trace_headers(mut response: Response) -> Response {
         return response;
     }
     let mut fields = HashMap::new();
-    global::get_text_map_propagator(|propagator| propagator.inject_context(&context, &mut fields));
+    TraceContextPropagator::new().inject_context(&context, &mut fields);
     for (name, value) in fields {
         if value.is_empty() {
             continue;

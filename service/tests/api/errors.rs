@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use serde_json::json;
 
-use cart_test_support::app::{assert_problem, spawn_app, spawn_app_unready, spawn_app_with};
+use cart_test_support::app::{
+    TestApp, assert_problem, spawn_app, spawn_app_unready, spawn_app_with,
+};
 use cart_test_support::redis::{shared_redis_url, unique_user};
 
 /// Sends raw bytes on a fresh connection and returns what the server answers before
@@ -31,6 +33,17 @@ fn raw_exchange(address: &str, request: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// POSTs `body` as it is, declared as JSON.
+async fn post_json_text(app: &TestApp, url: &str, body: &'static str) -> reqwest::Response {
+    app.client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn malformed_json_missing_fields_and_wrong_types_are_400() {
     let app = spawn_app().await;
@@ -43,14 +56,7 @@ async fn malformed_json_missing_fields_and_wrong_types_are_400() {
     ];
 
     for body in bodies {
-        let response = app
-            .client
-            .post(&path)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = post_json_text(&app, &path, body).await;
         let problem = assert_problem(response, 400).await;
         assert!(
             problem["detail"]
@@ -264,4 +270,86 @@ async fn a_panicking_handler_is_a_500_problem_and_the_service_keeps_serving() {
 
 async fn panics() -> &'static str {
     panic!("deliberate test panic with a secret")
+}
+
+/// A body error says which field is wrong and what it must be, in words a client can act
+/// on: never serde's or Rust's ("invalid type: floating point", "expected i64", a struct
+/// name). A whole number out of range, however large, is the 422 that names the bounds.
+#[tokio::test]
+async fn body_errors_name_the_field_and_what_is_allowed_in_plain_words() {
+    let app = spawn_app().await;
+    let path = app.url(&format!("/v1/cart/{}", unique_user()));
+    let cases = [
+        (
+            r#"{"product_id":"p-1","quantity":1.5}"#,
+            400,
+            "quantity: must be a whole number",
+        ),
+        (
+            r#"{"product_id":"p-1","quantity":"2"}"#,
+            400,
+            "quantity: must be a whole number",
+        ),
+        (
+            r#"{"product_id":1,"quantity":1}"#,
+            400,
+            "product_id: must be a string of 1 to 64 bytes",
+        ),
+        (r#"{"product_id":"p-1"}"#, 400, "quantity: is required"),
+        ("[1]", 400, "the body must be a JSON object"),
+        ("3", 400, "the body must be a JSON object"),
+        (
+            r#"{"product_id": "p-1""#,
+            400,
+            "the body ends before its JSON is complete",
+        ),
+        (
+            r#"{"product_id" "p-1"}"#,
+            400,
+            "the body is not valid JSON (line 1, column",
+        ),
+        (
+            r#"{"product_id":"p-1","quantity":1e20}"#,
+            422,
+            "quantity: must be between 1 and",
+        ),
+        (
+            r#"{"product_id":"p-1","quantity":99999999999999999999}"#,
+            422,
+            "quantity: must be between 1 and",
+        ),
+        (
+            r#"{"product_id":"p-1","quantity":-1e300}"#,
+            422,
+            "quantity: must be between 1 and",
+        ),
+    ];
+
+    for (body, status, expected) in cases {
+        let response = post_json_text(&app, &path, body).await;
+        let problem = assert_problem(response, status).await;
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(detail.starts_with(expected), "{body}: {problem}");
+        for rust in ["invalid type", "expected", "i64", "u32", "Request", "`"] {
+            assert!(!detail.contains(rust), "{body}: {rust:?} in {detail:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_whole_number_written_as_a_float_is_a_quantity() {
+    let app = spawn_app().await;
+    let user = unique_user();
+
+    let response = app
+        .client
+        .put(app.url(&format!("/v1/cart/{user}/items/p-1")))
+        .header("content-type", "application/json")
+        .body(r#"{"quantity":2.0}"#)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.cart(&user).await["items"][0]["quantity"], 2);
 }

@@ -1,14 +1,15 @@
 //! Logs of the real binary: JSON lines on stdout and in the rotating `LOG_FILE`, which is
 //! flushed on shutdown; an unwritable `LOG_FILE` degrades to stdout with one warning; a
 //! stalled stdout costs lines, counted, not memory, and does not stop the file; dropped
-//! spans are reported.
+//! spans are reported; a Redis outage is logged once per interval, not once per request.
 
 use std::time::Duration;
 
+use cart_service::error::UNAVAILABLE_LOG_INTERVAL;
 use cart_test_support::cart_service_bin;
 use cart_test_support::poll::{eventually, never};
 use cart_test_support::process::Service;
-use cart_test_support::redis::unique_user;
+use cart_test_support::redis::{RedisServer, unique_user};
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
@@ -258,4 +259,59 @@ async fn a_stalled_stdout_does_not_stop_the_log_file() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// During a Redis outage every request fails: the first failure is logged, the rest are
+/// counted into one line per interval instead of a line each.
+#[tokio::test]
+async fn a_redis_outage_logs_its_first_failure_then_a_count_per_interval() {
+    let mut redis = RedisServer::start();
+    let service = Service::start(cart_service_bin!(), &[("REDIS_URL", &redis.url())]).await;
+    redis.kill();
+    let client = reqwest::Client::new();
+    let cart = service.url(&format!("/v1/cart/{}", unique_user()));
+    let outage_lines = || -> Vec<serde_json::Value> {
+        json_lines(&service.log())
+            .into_iter()
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("redis unavailable"))
+            })
+            .collect()
+    };
+
+    for _ in 0..50 {
+        let response = client.get(&cart).send().await.unwrap();
+        assert_eq!(response.status(), 503);
+    }
+    eventually(
+        Duration::from_secs(5),
+        "the first failure is logged",
+        || async { !outage_lines().is_empty() },
+    )
+    .await;
+    never(
+        Duration::from_millis(300),
+        "a second outage line within the interval",
+        || async { outage_lines().len() > 1 },
+    )
+    .await;
+    assert_eq!(outage_lines()[0]["failed_requests_not_logged"], 0);
+
+    tokio::time::sleep(UNAVAILABLE_LOG_INTERVAL).await;
+    let response = client.get(&cart).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    eventually(
+        Duration::from_secs(5),
+        "the next interval's line carries the count",
+        || async { outage_lines().len() == 2 },
+    )
+    .await;
+    assert_eq!(
+        outage_lines()[1]["failed_requests_not_logged"],
+        49,
+        "{}",
+        service.log()
+    );
 }

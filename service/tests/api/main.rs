@@ -7,11 +7,14 @@
 mod cart;
 mod cli;
 mod concurrency;
+mod connections;
 mod errors;
 mod faults;
 mod idempotency;
 mod logging;
 mod memory;
 mod monitoring;
+mod openapi;
 mod operations;
 mod shutdown;
+mod stress;

@@ -1,8 +1,7 @@
-//! The operational routes: probes, `/stress`, `/metrics` and `/openapi.json`.
+//! The operational routes: probes, `/metrics` and `/openapi.json` (`/stress` has its own
+//! file).
 
-use futures_util::future::join_all;
-
-use cart_test_support::app::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use cart_test_support::app::{TestApp, spawn_app, spawn_app_with};
 use cart_test_support::redis::{shared_redis_url, unique_user};
 
 #[tokio::test]
@@ -29,107 +28,6 @@ async fn livez_and_readyz_answer_200_when_redis_is_up() {
 
     assert_eq!(app.get("/livez").await.status(), 200);
     assert_eq!(app.get("/readyz").await.status(), 200);
-}
-
-#[tokio::test]
-async fn stress_reports_the_work_done() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.pod.name = "cart-1".into()).await;
-
-    let response = app
-        .client
-        .post(app.url("/stress?cpu_iterations=3&memory_mb=2"))
-        .send()
-        .await
-        .unwrap();
-
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["cpu_iterations"], 3);
-    assert_eq!(body["primes_found"], 3 * 3732);
-    assert_eq!(body["memory_mb"], 2);
-    assert_eq!(body["pod"], "cart-1");
-    assert!(
-        body["duration_ms"].is_u64() && body["node"].is_string(),
-        "{body}"
-    );
-}
-
-#[tokio::test]
-async fn stress_over_its_limits_is_422_and_unparsable_is_400() {
-    let app = spawn_app_with(&shared_redis_url(), |c| {
-        c.stress.max_cpu_iterations = 10;
-        c.stress.max_memory_mb = 4;
-    })
-    .await;
-
-    let cpu = app
-        .client
-        .post(app.url("/stress?cpu_iterations=11"))
-        .send()
-        .await
-        .unwrap();
-    let memory = app
-        .client
-        .post(app.url("/stress?cpu_iterations=1&memory_mb=5"))
-        .send()
-        .await
-        .unwrap();
-    let garbage = app
-        .client
-        .post(app.url("/stress?cpu_iterations=lots"))
-        .send()
-        .await
-        .unwrap();
-
-    assert_eq!(
-        assert_problem(cpu, 422).await["errors"][0]["field"],
-        "cpu_iterations"
-    );
-    assert_eq!(
-        assert_problem(memory, 422).await["errors"][0]["field"],
-        "memory_mb"
-    );
-    assert_problem(garbage, 400).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stress_beyond_its_concurrency_is_429() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.stress.max_concurrency = 1).await;
-
-    let responses = join_all((0..4).map(|_| {
-        app.client
-            .post(app.url("/stress?cpu_iterations=300"))
-            .send()
-    }))
-    .await;
-
-    let statuses: Vec<u16> = responses
-        .iter()
-        .map(|r| r.as_ref().unwrap().status().as_u16())
-        .collect();
-    assert!(statuses.contains(&200), "{statuses:?}");
-    assert!(statuses.contains(&429), "{statuses:?}");
-    let saturated = responses
-        .into_iter()
-        .map(Result::unwrap)
-        .find(|r| r.status() == 429)
-        .unwrap();
-    assert!(saturated.headers().contains_key("retry-after"));
-    assert_problem(saturated, 429).await;
-}
-
-#[tokio::test]
-async fn stress_disabled_is_404() {
-    let app = spawn_app_with(&shared_redis_url(), |c| c.stress.enabled = false).await;
-
-    let response = app
-        .client
-        .post(app.url("/stress?cpu_iterations=1"))
-        .send()
-        .await
-        .unwrap();
-
-    assert_problem(response, 404).await;
 }
 
 type Scrape = openmetrics_parser::MetricsExposition<

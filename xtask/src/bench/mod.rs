@@ -11,7 +11,8 @@
 //! to `--out` as Markdown, JSON and an SVG chart; `--check` judges them against the
 //! budget of issue 6. Files: [`session`] and [`observe`] run things, [`loadgen`] and
 //! [`procfs`] parse what the tools and `/proc` say, [`report`], [`svg`] and [`budget`]
-//! turn results into documents and verdicts.
+//! turn results into documents and verdicts. All of it, and plotters for the chart, builds
+//! only with the xtask's `bench` feature, which `cargo xtask bench` re-runs itself with.
 
 mod against;
 mod budget;
@@ -34,7 +35,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use xshell::Shell;
 
-pub use self::scenarios::Scenario;
+use self::scenarios::Scenario;
 use crate::command::Invocation;
 use crate::{flags, tools};
 use budget::BUDGET_CONNECTIONS;
@@ -344,7 +345,7 @@ fn write_reports(
             format!("{stamp}.json"),
             serde_json::to_string_pretty(report)? + "\n",
         ),
-        (format!("{stamp}.svg"), svg::chart(report)),
+        (format!("{stamp}.svg"), svg::chart(report)?),
     ];
     let mut written = Vec::new();
     for (name, contents) in files {

@@ -1,11 +1,12 @@
 //! The scenarios of `cargo xtask bench`: what each one sends (as a wrk Lua script generated
 //! here, so the data set's sizes live in one place), which Redis command is its
 //! redis-benchmark equivalent, and the data both need in Redis before the load starts.
+//! The [`Scenario`] enum itself belongs to the command line (`flags.rs`), which parses
+//! `--scenario` in builds without the bench feature too.
 
 use std::fmt::Write as _;
 
-use clap::ValueEnum;
-use serde::Serialize;
+pub use crate::flags::Scenario;
 
 /// Users the `add` and `journey` scenarios spread their writes over.
 pub const USERS: u32 = 10_000;
@@ -16,23 +17,7 @@ pub const FILLED_CARTS: u32 = 1_000;
 /// Lines in each pre-filled cart.
 pub const LINES_PER_CART: u32 = 20;
 
-/// One kind of traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scenario {
-    /// POST /v1/cart/{user} over 10 000 users × 100 products.
-    Add,
-    /// GET of carts holding 20 lines.
-    Get,
-    /// The k6 journey's mix: add, add, get, clear.
-    Journey,
-    /// GET /livez: the HTTP stack's ceiling, no Redis.
-    Health,
-}
-
 impl Scenario {
-    pub const ALL: [Self; 4] = [Self::Add, Self::Get, Self::Journey, Self::Health];
-
     pub fn name(self) -> &'static str {
         match self {
             Self::Add => "add",

@@ -1,21 +1,73 @@
-//! The chart of a run, as hand-written SVG (a plotting crate would bring fonts and image
-//! codecs for two line charts): the current binary's throughput and p99 latency against
-//! concurrency, one solid line per scenario and a dashed one per redis-benchmark command.
+//! The chart of a run, drawn as SVG by plotters: the current binary's throughput and p99
+//! latency against concurrency, one solid line per scenario and a dashed one per
+//! redis-benchmark command, with one legend under both panels. The concurrency levels sit
+//! evenly along the x axis whatever their values, as in the report's table.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+
+use anyhow::Context;
+use plotters::coord::Shift;
+use plotters::coord::combinators::BindKeyPoints;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::report::Report;
 
-const PANEL_WIDTH: f64 = 460.0;
-const PANEL_HEIGHT: f64 = 300.0;
-const MARGIN_LEFT: f64 = 70.0;
-const MARGIN_TOP: f64 = 40.0;
-const MARGIN_BOTTOM: f64 = 50.0;
-const LEGEND_HEIGHT: f64 = 70.0;
-const COLOURS: [&str; 8] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f",
+const WIDTH: u32 = 1100;
+const PANELS_HEIGHT: u32 = 390;
+const LEGEND_HEIGHT: u32 = 70;
+/// Where the legend's first column starts, and how far apart its columns are.
+const LEGEND_LEFT: i32 = 70;
+const LEGEND_COLUMN: i32 = 230;
+const LEGEND_COLUMNS: i32 = 4;
+const FONT: &str = "sans-serif";
+/// 12 px text: plotters' SVG backend writes a font's size divided by 1.24.
+const FONT_SIZE: f64 = 15.0;
+/// At most this many values on the y axis, which ends on a round number.
+const Y_TICKS: usize = 6;
+const COLOURS: [RGBColor; 8] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0x17, 0xbe, 0xcf),
+    RGBColor(0x7f, 0x7f, 0x7f),
 ];
+/// Dash and gap of the redis-benchmark lines, in pixels.
+const DASH: (i32, i32) = (6, 4);
+/// The x axis is an integer one, the kind plotters lets a chart put its own ticks on (one
+/// per level): levels are `X_STEP` apart, with `X_PADDING` of room before the first and
+/// after the last, so their points are not cut in half by the frame.
+const X_STEP: i32 = 100;
+const X_PADDING: i32 = 5;
+
+/// The SVG document for `report`.
+pub fn chart(report: &Report) -> anyhow::Result<String> {
+    let (throughput, latency) = series(report);
+    let mut levels: Vec<u32> = report.current_points().map(|p| p.connections).collect();
+    levels.sort_unstable();
+    levels.dedup();
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, PANELS_HEIGHT + LEGEND_HEIGHT))
+            .into_drawing_area();
+        let draw = || -> Result<(), DrawingAreaErrorKind<_>> {
+            root.fill(&WHITE)?;
+            let (panels, legend_area) = root.split_vertically(PANELS_HEIGHT);
+            let (left, right) = panels.split_horizontally(WIDTH / 2);
+            panel(&left, "throughput (requests/s)", &throughput, &levels)?;
+            panel(&right, "p99 latency (ms)", &latency, &levels)?;
+            legend(&legend_area, &throughput)?;
+            root.present()
+        };
+        draw().context("cannot draw the bench chart")?;
+    }
+    Ok(svg)
+}
 
 /// One line of a panel: a label, dashed or not, and (connections, value) points.
 #[derive(Debug)]
@@ -25,8 +77,9 @@ struct Series {
     points: Vec<(u32, f64)>,
 }
 
-/// The SVG document for `report`.
-pub fn chart(report: &Report) -> String {
+/// The throughput and the p99 latency lines, in the same order, so a colour names the
+/// same series in both panels and the legend.
+fn series(report: &Report) -> (Vec<Series>, Vec<Series>) {
     let mut throughput: BTreeMap<String, Series> = BTreeMap::new();
     let mut latency: BTreeMap<String, Series> = BTreeMap::new();
     for point in report.current_points() {
@@ -58,138 +111,105 @@ pub fn chart(report: &Report) -> String {
             add(&mut latency, label, true, redis.p99_ms);
         }
     }
-    let mut connections: Vec<u32> = report.current_points().map(|p| p.connections).collect();
-    connections.sort_unstable();
-    connections.dedup();
-
-    let series: Vec<Series> = throughput.into_values().collect();
-    let width = 2.0 * (MARGIN_LEFT + PANEL_WIDTH) + 40.0;
-    let height = MARGIN_TOP + PANEL_HEIGHT + MARGIN_BOTTOM + LEGEND_HEIGHT;
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-"#
-    );
-    panel(
-        &mut svg,
-        0.0,
-        "throughput (requests/s)",
-        &series,
-        &connections,
-    );
-    let latency: Vec<Series> = latency.into_values().collect();
-    let right = MARGIN_LEFT + PANEL_WIDTH + 40.0;
-    panel(&mut svg, right, "p99 latency (ms)", &latency, &connections);
-    legend(&mut svg, &series, MARGIN_TOP + PANEL_HEIGHT + MARGIN_BOTTOM);
-    svg.push_str("</svg>\n");
-    svg
+    (
+        throughput.into_values().collect(),
+        latency.into_values().collect(),
+    )
 }
 
-/// One panel at horizontal offset `left`: axes, ticks, title, lines.
-fn panel(svg: &mut String, left: f64, title: &str, series: &[Series], connections: &[u32]) {
-    let x0 = left + MARGIN_LEFT;
-    let y0 = MARGIN_TOP + PANEL_HEIGHT;
+/// One panel: title, axes with a tick per level and round values up to a round top, the
+/// lines and their points.
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[Series],
+    levels: &[u32],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let max = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold(0.0_f64, f64::max);
     let top = nice_ceiling(max);
-    let x = |c: u32| {
-        let index = connections.iter().position(|&k| k == c).unwrap_or(0);
-        #[allow(clippy::cast_precision_loss)] // a handful of levels
-        let (index, last) = (
-            index as f64,
-            connections.len().saturating_sub(1).max(1) as f64,
-        );
-        x0 + 20.0 + index / last * (PANEL_WIDTH - 40.0)
-    };
-    let y = |v: f64| y0 - v / top * PANEL_HEIGHT;
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="middle" font-weight="bold">{title}</text>"#,
-        x0 + PANEL_WIDTH / 2.0,
-        MARGIN_TOP - 15.0
-    );
-    let _ = writeln!(
-        svg,
-        r#"<path d="M{x0},{MARGIN_TOP} V{y0} H{}" fill="none" stroke="black"/>"#,
-        x0 + PANEL_WIDTH
-    );
-    for step in 0..=4 {
-        let value = top * f64::from(step) / 4.0;
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{x0}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#ddd\"/>\n\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-            x0 + PANEL_WIDTH,
-            x0 - 6.0,
-            y(value) + 4.0,
-            format_tick(value),
-            y = y(value),
-        );
-    }
-    for &c in connections {
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="middle">{c}</text>"#,
-            x(c),
-            y0 + 18.0
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">connections</text>"#,
-        x0 + PANEL_WIDTH / 2.0,
-        y0 + 38.0
-    );
-    for (index, line) in series.iter().enumerate() {
-        let colour = COLOURS[index % COLOURS.len()];
-        let dash = if line.dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
-        let points: Vec<String> = line
-            .points
+    let positions: Vec<(u32, i32)> = levels
+        .iter()
+        .copied()
+        .zip((0..).map(|i| i * X_STEP))
+        .collect();
+    let x = |connections: u32| {
+        positions
             .iter()
-            .map(|&(c, v)| format!("{:.1},{:.1}", x(c), y(v)))
-            .collect();
-        let _ = writeln!(
-            svg,
-            r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>"#,
-            points.join(" ")
-        );
-        for &(c, v) in &line.points {
-            let _ = writeln!(
-                svg,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#,
-                x(c),
-                y(v)
-            );
+            .find(|&&(level, _)| level == connections)
+            .map_or(0, |&(_, x)| x)
+    };
+    let last = positions.last().map_or(0, |&(_, x)| x).max(X_STEP);
+    let x_range =
+        (-X_PADDING..last + X_PADDING).with_key_points(positions.iter().map(|&(_, x)| x).collect());
+
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, FONT_SIZE, FontStyle::Bold))
+        .margin_top(10)
+        .margin_right(20)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_range, 0.0..top)?;
+    let level_label = |value: &i32| {
+        positions
+            .iter()
+            .find(|&(_, x)| x == value)
+            .map(|(level, _)| level.to_string())
+            .unwrap_or_default()
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .max_light_lines(0)
+        .label_style((FONT, FONT_SIZE))
+        .axis_desc_style((FONT, FONT_SIZE))
+        .x_desc("connections")
+        .x_label_formatter(&level_label)
+        .y_labels(Y_TICKS)
+        .y_label_formatter(&|value| format_tick(*value))
+        .draw()?;
+
+    for (line, colour) in series.iter().zip(COLOURS.iter().cycle()) {
+        let points: Vec<(i32, f64)> = line.points.iter().map(|&(c, v)| (x(c), v)).collect();
+        let style = colour.stroke_width(2);
+        if line.dashed {
+            chart.draw_series(DashedLineSeries::new(points.clone(), DASH.0, DASH.1, style))?;
+        } else {
+            chart.draw_series(LineSeries::new(points.clone(), style))?;
         }
+        chart.draw_series(
+            points
+                .into_iter()
+                .map(|point| Circle::new(point, 3, colour.filled())),
+        )?;
     }
+    Ok(())
 }
 
-fn legend(svg: &mut String, series: &[Series], top: f64) {
-    for (index, line) in series.iter().enumerate() {
-        let colour = COLOURS[index % COLOURS.len()];
-        #[allow(clippy::cast_precision_loss)] // a handful of series
-        let (column, row) = ((index % 4) as f64, (index / 4) as f64);
-        let (lx, ly) = (MARGIN_LEFT + column * 230.0, top + 10.0 + row * 20.0);
-        let dash = if line.dashed {
-            r#" stroke-dasharray="6 4""#
+/// A sample of each line and its label, four to a row.
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Series],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let text =
+        TextStyle::from((FONT, FONT_SIZE).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    for ((line, colour), index) in series.iter().zip(COLOURS.iter().cycle()).zip(0..) {
+        let (column, row) = (index % LEGEND_COLUMNS, index / LEGEND_COLUMNS);
+        let left = LEGEND_LEFT + LEGEND_COLUMN * column;
+        let y = 20 + 20 * row;
+        let sample = [(left, y), (left + 24, y)];
+        let style = colour.stroke_width(2);
+        if line.dashed {
+            area.draw(&DashedPathElement::new(sample, DASH.0, DASH.1, style))?;
         } else {
-            ""
-        };
-        let _ = writeln!(
-            svg,
-            r#"<line x1="{lx}" x2="{}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
-            lx + 24.0,
-            lx + 30.0,
-            ly + 4.0,
-            escape(&line.label)
-        );
+            area.draw(&PathElement::new(sample, style))?;
+        }
+        area.draw(&Text::new(line.label.as_str(), (left + 30, y), &text))?;
     }
+    Ok(())
 }
 
 /// 1, 2 or 5 times a power of ten, at least `value` (and at least 1).
@@ -219,28 +239,64 @@ fn first_word(command: &str) -> &str {
     command.split_whitespace().next().unwrap_or(command)
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing test should panic, here as everywhere
 mod tests {
     use super::*;
     use crate::bench::fixture;
 
+    /// add, get, health, then redis-benchmark HGETALL, HINCRBY, PING: the fixture's series
+    /// in the order they take the colours.
+    const LABELS: [&str; 6] = [
+        "add",
+        "get",
+        "health",
+        "redis-benchmark HGETALL",
+        "redis-benchmark HINCRBY",
+        "redis-benchmark PING",
+    ];
+
     #[test]
     fn chart_has_both_panels_a_line_per_series_and_the_levels() {
-        let svg = chart(&fixture::report());
+        let svg = chart(&fixture::report()).unwrap();
 
-        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("throughput (requests/s)") && svg.contains("p99 latency (ms)"));
-        // add, get, health and HINCRBY, HGETALL, PING: six series in each of two panels.
-        assert_eq!(svg.matches("<polyline").count(), 12);
-        assert!(svg.contains(">redis-benchmark HINCRBY</text>"));
-        assert!(svg.contains(">64</text>"));
+        for level in ["16", "64"] {
+            assert_eq!(text_count(&svg, level), 2, "{level} on both x axes");
+        }
+        for (label, colour) in LABELS.iter().zip(COLOURS) {
+            assert_eq!(text_count(&svg, label), 1, "{label} in the legend");
+            // Two levels in each of the two panels.
+            assert_eq!(
+                count(&svg, "<circle", colour, "fill"),
+                4,
+                "the points of {label}"
+            );
+            assert!(
+                panel_lines(&svg, colour).len() >= 2,
+                "a line for {label} in each panel"
+            );
+        }
+    }
+
+    #[test]
+    fn scenarios_are_solid_lines_and_redis_benchmark_dashed() {
+        let svg = chart(&fixture::report()).unwrap();
+
+        for (label, colour) in LABELS.iter().zip(COLOURS) {
+            let lines = panel_lines(&svg, colour);
+            if label.starts_with("redis-benchmark") {
+                assert!(lines.len() > 2, "{label} is dashed: {lines:?}");
+            } else {
+                assert_eq!(lines.len(), 2, "{label}: one line in each panel");
+                assert!(
+                    lines.iter().all(|points| points.len() == 2),
+                    "{label} joins its two levels: {lines:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -251,5 +307,44 @@ mod tests {
         assert!((nice_ceiling(100.0) - 100.0).abs() < f64::EPSILON);
         assert_eq!(format_tick(12_000.0), "12k");
         assert_eq!(format_tick(2.5), "2.50");
+    }
+
+    /// How many `<text>` elements hold exactly `content` (plotters puts it on a line of
+    /// its own).
+    fn text_count(svg: &str, content: &str) -> usize {
+        svg.matches(&format!("\n{content}\n</text>")).count()
+    }
+
+    /// How many `element`s have `colour` as their `attribute`.
+    fn count(svg: &str, element: &str, colour: RGBColor, attribute: &str) -> usize {
+        svg.lines()
+            .filter(|line| line.starts_with(element) && line.contains(&coloured(attribute, colour)))
+            .count()
+    }
+
+    /// The points of each `<polyline>` stroked in `colour` above the legend: the lines
+    /// of the panels, or the dashes of a dashed one.
+    fn panel_lines(svg: &str, colour: RGBColor) -> Vec<Vec<(i32, i32)>> {
+        let legend_top = i32::try_from(PANELS_HEIGHT).unwrap();
+        svg.lines()
+            .filter(|line| {
+                line.starts_with("<polyline") && line.contains(&coloured("stroke", colour))
+            })
+            .filter_map(|line| line.split("points=\"").nth(1)?.split('"').next())
+            .map(|points| {
+                points
+                    .split_whitespace()
+                    .map(|point| {
+                        let (x, y) = point.split_once(',').unwrap();
+                        (x.parse().unwrap(), y.parse().unwrap())
+                    })
+                    .collect::<Vec<(i32, i32)>>()
+            })
+            .filter(|points| points.iter().all(|&(_, y)| y < legend_top))
+            .collect()
+    }
+
+    fn coloured(attribute: &str, RGBColor(r, g, b): RGBColor) -> String {
+        format!("{attribute}=\"#{r:02X}{g:02X}{b:02X}\"")
     }
 }

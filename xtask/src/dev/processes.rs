@@ -26,14 +26,14 @@ const REDIS_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// SIGINT, SIGTERM and SIGHUP, caught so that this task outlives them and cleans up.
 #[derive(Debug)]
-pub(super) struct Signals {
+pub(crate) struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
     hangup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    pub(super) fn install() -> io::Result<Self> {
+    pub(crate) fn install() -> io::Result<Self> {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
@@ -41,7 +41,7 @@ impl Signals {
         })
     }
 
-    pub(super) async fn recv(&mut self) {
+    pub(crate) async fn recv(&mut self) {
         tokio::select! {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
@@ -51,7 +51,7 @@ impl Signals {
 }
 
 /// Starts a child in a process group of its own, with no stdin.
-pub(super) fn spawn(sh: &Shell, invocation: &Invocation) -> anyhow::Result<Child> {
+pub(crate) fn spawn(sh: &Shell, invocation: &Invocation) -> anyhow::Result<Child> {
     let mut command = Command::from(std::process::Command::from(invocation.to_cmd(sh)));
     command
         .stdin(Stdio::null())
@@ -63,7 +63,7 @@ pub(super) fn spawn(sh: &Shell, invocation: &Invocation) -> anyhow::Result<Child
 }
 
 /// Polls with a raw `PING` until Redis answers `+PONG`, it exits, or time runs out.
-pub(super) async fn wait_until_ready(port: u16, redis: &mut Child) -> anyhow::Result<()> {
+pub(crate) async fn wait_until_ready(port: u16, redis: &mut Child) -> anyhow::Result<()> {
     let deadline = Instant::now() + REDIS_START_TIMEOUT;
     loop {
         if answers_ping(port).await {
@@ -84,7 +84,7 @@ pub(super) async fn wait_until_ready(port: u16, redis: &mut Child) -> anyhow::Re
 }
 
 /// True when something on 127.0.0.1:`port` answers an inline `PING` with `+PONG`.
-pub(super) async fn answers_ping(port: u16) -> bool {
+pub(crate) async fn answers_ping(port: u16) -> bool {
     let attempt = async {
         let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
         stream.write_all(b"PING\r\n").await?;
@@ -100,7 +100,7 @@ pub(super) async fn answers_ping(port: u16) -> bool {
 
 /// Waits for the service to exit, passing signals on to its process group: the first as
 /// SIGINT (graceful shutdown), any later one as SIGKILL.
-pub(super) async fn supervise(
+pub(crate) async fn supervise(
     service: &mut Child,
     redis: &mut Child,
     signals: &mut Signals,
@@ -140,7 +140,7 @@ pub(super) async fn supervise(
 }
 
 /// Kills a child unless it has already exited, and reaps it.
-pub(super) async fn stop(child: &mut Child) -> io::Result<()> {
+pub(crate) async fn stop(child: &mut Child) -> io::Result<()> {
     if child.try_wait()?.is_none() {
         child.kill().await?;
     }
@@ -148,7 +148,7 @@ pub(super) async fn stop(child: &mut Child) -> io::Result<()> {
 }
 
 /// A free loopback port, as the kernel hands out for port 0.
-pub(super) fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free loopback port")?;
     Ok(listener.local_addr()?.port())

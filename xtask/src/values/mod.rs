@@ -153,6 +153,12 @@ pub struct AppConfig {
     /// `REQUEST_TIMEOUT_MS`: deadline for a whole request; past it the answer is 503.
     #[schemars(range(min = 1, max = 600_000))]
     pub request_timeout_ms: u32,
+    /// `HTTP_IDLE_TIMEOUT_MS`: a connection with no request in progress, also one that never sent a byte, is closed after this long.
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub http_idle_timeout_ms: u32,
+    /// `HTTP_MAX_CONNECTIONS`: most connections one pod keeps open; past it new ones are closed at once, and the open ones are served as before.
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub http_max_connections: u32,
     /// `CART_TTL_SECONDS`: lifetime of a cart after its last write; 0 means carts never expire.
     pub cart_ttl_seconds: u64,
     /// `CART_MAX_ITEMS`: most distinct products one cart may hold.
@@ -179,15 +185,31 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Stress {
-    /// `STRESS_ENABLED`: serve `POST /stress`; when false the route is 404.
+    /// `STRESS_ENABLED`: serve `POST /stress`, which burns CPU and memory on request, for HPA demos; when false the route is 404. Off by default: turn it on where load tests run, not in production.
     pub enabled: bool,
     /// `STRESS_MAX_CPU_ITERATIONS`: largest `cpu_iterations` one request may ask for (about 1 ms of CPU each).
     pub max_cpu_iterations: u32,
-    /// `STRESS_MAX_MEMORY_MB`: largest `memory_mb` one request may ask for.
+    /// `STRESS_MAX_MEMORY_MB`: largest `memory_mb` one request may ask for; at most `maxTotalMemoryMb`.
     pub max_memory_mb: u32,
     /// `STRESS_MAX_CONCURRENCY`: stress requests allowed at once; more get 429.
     #[schemars(range(min = 1, max = 1024))]
     pub max_concurrency: u32,
+    /// `STRESS_MAX_TOTAL_MEMORY_MB`: MiB all running stress requests may hold together; a request that does not fit gets 429. Keep it well under `resources.limits.memory`, with room for the service itself.
+    #[schemars(range(min = 1, max = 1_048_576))]
+    pub max_total_memory_mb: u32,
+    /// `STRESS_TOKEN`: the bearer token `POST /stress` then requires, from an existing Secret.
+    pub token: StressToken,
+}
+
+/// Where `STRESS_TOKEN` comes from; the token itself is never a value.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StressToken {
+    /// An existing Secret holding the token (visible ASCII, no spaces); empty means no token, so anyone who reaches the service may call `/stress`.
+    pub existing_secret: String,
+    /// Key of the token in the Secret.
+    #[schemars(length(min = 1))]
+    pub existing_secret_key: String,
 }
 
 /// The graceful shutdown sequence.

@@ -4,6 +4,7 @@
 //! renamed metric cannot leave an empty panel or an alert that never fires.
 
 mod exposition;
+mod in_flight;
 mod queries;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,6 +5,7 @@
 
 mod monitoring;
 mod network;
+mod stress;
 mod values;
 mod workloads;
 

@@ -162,6 +162,21 @@ fn shutdown_fits_in_the_grace_period_with_room_for_the_flush() {
 }
 
 #[test]
+fn the_connection_limits_reach_the_service_as_its_variables() {
+    let rendered = render_set(
+        "default",
+        &[
+            ("config.httpIdleTimeoutMs", "45000"),
+            ("config.httpMaxConnections", "2048"),
+        ],
+    );
+    let container = rendered.api_container();
+
+    assert_eq!(env_value(container, "HTTP_IDLE_TIMEOUT_MS"), Some("45000"));
+    assert_eq!(env_value(container, "HTTP_MAX_CONNECTIONS"), Some("2048"));
+}
+
+#[test]
 fn log_shipper_is_a_native_sidecar_tailing_the_rotated_log_files() {
     let rendered = render_set("default", &[]);
     let pod = rendered.api_pod();
