@@ -15,3 +15,4 @@ mod memory;
 mod monitoring;
 mod operations;
 mod shutdown;
+mod tls;
