@@ -90,6 +90,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* Where the files of externalRedis.tlsSecret are mounted in the service's container. */}}
+{{- define "cart-service.redisTlsDir" -}}
+/etc/cart-service/redis-tls
+{{- end }}
+
 {{/* REDIS_URL, with the password expanded by the kubelet from $(REDIS_PASSWORD), never inlined. */}}
 {{- define "cart-service.redisUrl" -}}
 {{- $auth := ternary ":$(REDIS_PASSWORD)@" "" (ne (include "cart-service.redisSecretName" .) "") }}
@@ -142,6 +147,14 @@ seccompProfile:
 {{- end }}
 {{- if and (not .Values.redis.enabled) (not .Values.externalRedis.host) }}
 {{- fail "externalRedis.host is required when redis.enabled is false" }}
+{{- end }}
+{{- with .Values.externalRedis.tlsSecret }}
+{{- if and .name (or $.Values.redis.enabled (not $.Values.externalRedis.tls)) }}
+{{- fail "externalRedis.tlsSecret.name needs redis.enabled false and externalRedis.tls true: its files are for a TLS connection to the external Redis" }}
+{{- end }}
+{{- if and .name (not .ca) (not .clientCertificate) }}
+{{- fail "externalRedis.tlsSecret.name is set, but neither externalRedis.tlsSecret.ca nor externalRedis.tlsSecret.clientCertificate: nothing would be mounted" }}
+{{- end }}
 {{- end }}
 {{- if and .Values.jaeger.enabled (not .Values.otelCollector.enabled) }}
 {{- fail "jaeger.enabled needs otelCollector.enabled: the collector is what exports to Jaeger" }}
