@@ -4,7 +4,10 @@
 //! Every field is both a flag and a variable; `cart-service --help` lists them with their
 //! defaults. A bad value stops startup with a message that names the variable (each
 //! field's value name is its variable), so an operator reading a crash-looping pod's log
-//! knows what to fix. The configuration is plain data: it calls nothing.
+//! knows what to fix. The configuration is plain data: it calls nothing. The Redis TLS
+//! files are read while parsing, in [`tls`], so the data holds their checked contents.
+
+mod tls;
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -13,7 +16,9 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
-use redis::{ConnectionInfo, IntoConnectionInfo as _};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
+
+pub use tls::PemFile;
 
 /// The command line: the service itself, or one of its helper subcommands.
 #[derive(Debug, Parser)]
@@ -155,6 +160,23 @@ pub struct RedisConfig {
           value_name = "REDIS_CONNECT_TIMEOUT_MS", default_value = "1000",
           value_parser = millis(1..=60_000))]
     pub connect_timeout: Duration,
+
+    /// PEM file of the CA (or CAs) a `rediss://` server's certificate is verified against,
+    /// instead of the public roots; read at startup.
+    #[arg(long = "redis-ca-file", env = "REDIS_CA_FILE", value_name = "REDIS_CA_FILE",
+          value_parser = pem_certificates)]
+    pub ca_file: Option<PemFile>,
+
+    /// PEM file of the client certificate (and its chain) presented to a `rediss://` server
+    /// that requires one, with `REDIS_CLIENT_KEY_FILE`; read at startup.
+    #[arg(long = "redis-client-cert-file", env = "REDIS_CLIENT_CERT_FILE",
+          value_name = "REDIS_CLIENT_CERT_FILE", value_parser = pem_certificates)]
+    pub client_cert_file: Option<PemFile>,
+
+    /// PEM file of the private key of `REDIS_CLIENT_CERT_FILE`; read at startup.
+    #[arg(long = "redis-client-key-file", env = "REDIS_CLIENT_KEY_FILE",
+          value_name = "REDIS_CLIENT_KEY_FILE", value_parser = pem_private_key)]
+    pub client_key_file: Option<PemFile>,
 }
 
 /// The limits of a cart.
@@ -417,7 +439,7 @@ impl Config {
                 ),
             });
         }
-        Ok(())
+        tls::validate(&self.redis)
     }
 
     /// A configuration for tests and `cargo xtask dev`: defaults, with the given Redis and
@@ -453,7 +475,23 @@ fn seconds(range: RangeInclusive<u64>) -> impl clap::builder::TypedValueParser<V
 }
 
 fn redis_url(value: &str) -> Result<ConnectionInfo, String> {
-    value.into_connection_info().map_err(|e| e.to_string())
+    let info = value.into_connection_info().map_err(|e| e.to_string())?;
+    if let ConnectionAddr::TcpTls { insecure: true, .. } = info.addr() {
+        return Err(
+            "#insecure would skip verifying the server's certificate, which this \
+                    service never does; trust a private CA with REDIS_CA_FILE instead"
+                .to_owned(),
+        );
+    }
+    Ok(info)
+}
+
+fn pem_certificates(value: &str) -> Result<PemFile, String> {
+    PemFile::certificates(value.as_ref())
+}
+
+fn pem_private_key(value: &str) -> Result<PemFile, String> {
+    PemFile::private_key(value.as_ref())
 }
 
 fn log_file(value: &str) -> Result<PathBuf, String> {

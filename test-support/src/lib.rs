@@ -1,7 +1,8 @@
 //! What the integration-test crates of `cart-service` (`service/tests/api`, `telemetry`,
 //! `jaeger`) share, one module per concern: a real `redis-server` ([`redis`]), the service
-//! in-process ([`app`]) and as a child process ([`process`]), free ports ([`port`]), and
-//! waiting with a deadline instead of a fixed sleep ([`poll`]).
+//! in-process ([`app`]) and as a child process ([`process`]), free ports ([`port`]),
+//! waiting with a deadline instead of a fixed sleep ([`poll`]), and a private CA for the
+//! TLS tests ([`tls`]).
 //!
 //! A helper that only one test crate uses stays in that crate.
 
@@ -14,3 +15,4 @@ pub mod poll;
 pub mod port;
 pub mod process;
 pub mod redis;
+pub mod tls;

@@ -3,11 +3,11 @@
 //!
 //! Most tests share one Redis per test binary ([`shared_redis_url`]) and isolate their
 //! data with [`unique_user`] ids; tests that kill, pause or configure Redis start their own
-//! with [`RedisServer::start`].
+//! with [`RedisServer::start`], or [`RedisServer::start_tls`] for one that speaks only TLS.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +29,19 @@ pub struct RedisServer {
     port: u16,
     dir: TempDir,
     extra: Vec<String>,
+    tls: bool,
+}
+
+/// How a server started with [`RedisServer::start_tls`] serves TLS.
+#[derive(Debug, Clone)]
+pub struct RedisTls {
+    /// The server's certificate (`--tls-cert-file`) and key (`--tls-key-file`).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA client certificates must come from (`--tls-ca-cert-file`).
+    pub ca: PathBuf,
+    /// Whether every client must present a certificate from `ca` (`--tls-auth-clients`).
+    pub auth_clients: bool,
 }
 
 impl RedisServer {
@@ -41,14 +54,36 @@ impl RedisServer {
     /// Starts a server with extra `redis-server` arguments, e.g. `--requirepass`.
     #[must_use]
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
         let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
-        let process = RedisProcess::spawn_on_a_free_port(dir.path(), &extra);
+        Self::start_as(extra, false)
+    }
+
+    /// Starts a server that takes TLS connections only (`--tls-port` on a free port,
+    /// `--port 0`), as `tls` says, and waits until it listens.
+    #[must_use]
+    pub fn start_tls(tls: &RedisTls) -> Self {
+        let mut extra = vec![];
+        for (flag, path) in [
+            ("--tls-cert-file", &tls.cert),
+            ("--tls-key-file", &tls.key),
+            ("--tls-ca-cert-file", &tls.ca),
+        ] {
+            extra.extend([flag.to_owned(), path.display().to_string()]);
+        }
+        let auth_clients = if tls.auth_clients { "yes" } else { "no" };
+        extra.extend(["--tls-auth-clients".to_owned(), auth_clients.to_owned()]);
+        Self::start_as(extra, true)
+    }
+
+    fn start_as(extra: Vec<String>, tls: bool) -> Self {
+        let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
+        let process = RedisProcess::spawn_on_a_free_port(dir.path(), &extra, tls);
         Self {
             port: process.port,
             process: Some(process),
             dir,
             extra,
+            tls,
         }
     }
 
@@ -58,10 +93,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", free_port())
     }
 
-    /// Where this server listens, as a `REDIS_URL`.
+    /// Where this server listens, as a `REDIS_URL` (`rediss://` for a TLS server).
     #[must_use]
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// SIGKILLs the server, as a crash would.
@@ -74,7 +110,7 @@ impl RedisServer {
     /// Starts the server again on the same port and waits until it answers.
     pub fn restart(&mut self) {
         self.kill();
-        let process = RedisProcess::spawn(self.port, self.dir.path(), &self.extra)
+        let process = RedisProcess::spawn(self.port, self.dir.path(), &self.extra, self.tls)
             .unwrap_or_else(|port| panic!("redis-server could not bind port {port} again"));
         self.process = Some(process);
     }
@@ -106,7 +142,10 @@ pub fn shared_redis_url() -> String {
     static SHARED: OnceLock<(RedisProcess, TempDir)> = OnceLock::new();
     let (process, _) = SHARED.get_or_init(|| {
         let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
-        (RedisProcess::spawn_on_a_free_port(dir.path(), &[]), dir)
+        (
+            RedisProcess::spawn_on_a_free_port(dir.path(), &[], false),
+            dir,
+        )
     });
     format!("redis://127.0.0.1:{}", process.port)
 }
@@ -136,6 +175,7 @@ pub fn unique_user() -> String {
 struct RedisProcess {
     pid: Pid,
     port: u16,
+    tls: bool,
     wrapper: Child,
     lifeline: Option<ChildStdin>,
 }
@@ -144,18 +184,18 @@ impl RedisProcess {
     /// Starts the server on a free port. A free port can be taken by another test's
     /// process between being found and being bound: the server then exits at once, and
     /// it is started again on another port.
-    fn spawn_on_a_free_port(dir: &Path, extra: &[String]) -> Self {
+    fn spawn_on_a_free_port(dir: &Path, extra: &[String], tls: bool) -> Self {
         for _ in 0..5 {
-            if let Ok(process) = Self::spawn(free_port(), dir, extra) {
+            if let Ok(process) = Self::spawn(free_port(), dir, extra, tls) {
                 return process;
             }
         }
         panic!("redis-server exited at startup five times, each on another free port");
     }
 
-    /// Starts the server on `port` and waits until it answers; the port back if the
-    /// server exits first (it could not bind it).
-    fn spawn(port: u16, dir: &Path, extra: &[String]) -> Result<Self, u16> {
+    /// Starts the server on `port` (its TLS port when `tls`, with no plain port) and waits
+    /// until it answers; the port back if the server exits first (it could not bind it).
+    fn spawn(port: u16, dir: &Path, extra: &[String], tls: bool) -> Result<Self, u16> {
         if let Err(error) = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -166,11 +206,18 @@ impl RedisProcess {
                  redis-server on PATH; install it with `apt-get install redis-server` (bash .ci/run does this)"
             );
         }
+        let port_arg = port.to_string();
+        let ports: &[&str] = if tls {
+            &["--port", "0", "--tls-port", &port_arg]
+        } else {
+            &["--port", &port_arg]
+        };
         let mut wrapper = Command::new("sh")
             .arg("-c")
             .arg(r#"redis-server "$@" >/dev/null 2>&1 & echo "$!"; read _; kill -9 "$!" 2>/dev/null"#)
             .arg("sh")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir)
             .args(extra)
@@ -186,10 +233,11 @@ impl RedisProcess {
         let process = Self {
             pid,
             port,
+            tls,
             lifeline: wrapper.stdin.take(),
             wrapper,
         };
-        if wait_for_redis(port, pid) {
+        if wait_for_redis(port, pid, tls) {
             Ok(process)
         } else {
             process.kill();
@@ -203,7 +251,7 @@ impl RedisProcess {
         let _ = self.wrapper.wait();
         // The port is free once the server is gone; wait so a restart can bind it.
         let started = Instant::now();
-        while ping(SocketAddr::from(([127, 0, 0, 1], self.port)))
+        while answers(SocketAddr::from(([127, 0, 0, 1], self.port)), self.tls)
             && started.elapsed() < REDIS_START_TIMEOUT
         {
             std::thread::sleep(Duration::from_millis(10));
@@ -211,12 +259,12 @@ impl RedisProcess {
     }
 }
 
-/// Waits until the server answers PING: false if it exited first.
-fn wait_for_redis(port: u16, pid: Pid) -> bool {
+/// Waits until the server answers: false if it exited first.
+fn wait_for_redis(port: u16, pid: Pid, tls: bool) -> bool {
     let started = Instant::now();
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     loop {
-        if ping(address) {
+        if answers(address, tls) {
             return true;
         }
         if !alive(pid) {
@@ -237,6 +285,17 @@ fn alive(pid: Pid) -> bool {
         stat.rsplit_once(") ")
             .is_some_and(|(_, rest)| !rest.starts_with('Z'))
     })
+}
+
+/// Whether the server answers: PING on a plain port; on a TLS port, which would need a
+/// handshake first, accepting a connection (with no data to load, redis-server serves
+/// as soon as it listens).
+fn answers(address: SocketAddr, tls: bool) -> bool {
+    if tls {
+        TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+    } else {
+        ping(address)
+    }
 }
 
 fn ping(address: SocketAddr) -> bool {

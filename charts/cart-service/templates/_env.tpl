@@ -1,7 +1,7 @@
 {{/*
 The service's environment: every variable the service reads (service/src/config.rs) and
 the standard OTEL_* ones. The Redis password and the stress token only ever arrive through
-secretKeyRef.
+secretKeyRef, and the Redis TLS files as a read-only Secret volume (deployment.yaml).
 */}}
 {{- define "cart-service.env" -}}
 - name: POD_NAME
@@ -32,6 +32,21 @@ secretKeyRef.
 {{- end }}
 - name: REDIS_URL
   value: {{ include "cart-service.redisUrl" . | quote }}
+{{- with .Values.externalRedis.tlsSecret }}
+{{- if .name }}
+{{- $dir := include "cart-service.redisTlsDir" $ }}
+{{- if .ca }}
+- name: REDIS_CA_FILE
+  value: {{ printf "%s/ca.crt" $dir | quote }}
+{{- end }}
+{{- if .clientCertificate }}
+- name: REDIS_CLIENT_CERT_FILE
+  value: {{ printf "%s/tls.crt" $dir | quote }}
+- name: REDIS_CLIENT_KEY_FILE
+  value: {{ printf "%s/tls.key" $dir | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 - name: REDIS_RESPONSE_TIMEOUT_MS
   value: {{ .Values.config.redisResponseTimeoutMs | int64 | quote }}
 - name: REDIS_CONNECT_TIMEOUT_MS

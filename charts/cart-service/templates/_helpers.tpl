@@ -90,6 +90,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* Where the files of externalRedis.tlsSecret are mounted in the service's container. */}}
+{{- define "cart-service.redisTlsDir" -}}
+/etc/cart-service/redis-tls
+{{- end }}
+
 {{/* REDIS_URL, with the password expanded by the kubelet from $(REDIS_PASSWORD), never inlined. */}}
 {{- define "cart-service.redisUrl" -}}
 {{- $auth := ternary ":$(REDIS_PASSWORD)@" "" (ne (include "cart-service.redisSecretName" .) "") }}
@@ -146,6 +151,14 @@ seccompProfile:
 {{- with .Values.config.stress }}
 {{- if and .enabled (gt (int .maxMemoryMb) (int .maxTotalMemoryMb)) }}
 {{- fail (printf "config.stress.maxMemoryMb (%d) must not be greater than config.stress.maxTotalMemoryMb (%d), or the service refuses to start" (int .maxMemoryMb) (int .maxTotalMemoryMb)) }}
+{{- end }}
+{{- end }}
+{{- with .Values.externalRedis.tlsSecret }}
+{{- if and .name (or $.Values.redis.enabled (not $.Values.externalRedis.tls)) }}
+{{- fail "externalRedis.tlsSecret.name needs redis.enabled false and externalRedis.tls true: its files are for a TLS connection to the external Redis" }}
+{{- end }}
+{{- if and .name (not .ca) (not .clientCertificate) }}
+{{- fail "externalRedis.tlsSecret.name is set, but neither externalRedis.tlsSecret.ca nor externalRedis.tlsSecret.clientCertificate: nothing would be mounted" }}
 {{- end }}
 {{- end }}
 {{- if and .Values.jaeger.enabled (not .Values.otelCollector.enabled) }}

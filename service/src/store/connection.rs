@@ -15,7 +15,9 @@
 //!   `TCP_USER_TIMEOUT` catch dead peers the kernel can see.
 //!
 //! The socket under each connection is [`Coalescing`]: commands that handlers issue in the
-//! same turn of the scheduler leave in one write, and Redis answers them in one.
+//! same turn of the scheduler leave in one write, and Redis answers them in one. A
+//! `rediss://` connection verifies the server's certificate and name against the public
+//! roots or `REDIS_CA_FILE`, and presents the client certificate when one is configured.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +29,10 @@ use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
 use redis::io::tcp::socket2;
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisResult};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, RedisResult,
+    TlsCertificates,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tracing::Instrument as _;
@@ -93,6 +98,30 @@ fn connection_info(config: &Config) -> ConnectionInfo {
     config.redis.url.clone().set_tcp_settings(tcp)
 }
 
+/// A client for `info`, with the TLS files of the configuration when there are any.
+fn client(config: &Config, info: ConnectionInfo) -> RedisResult<Client> {
+    let redis = &config.redis;
+    let client_tls = redis
+        .client_cert_file
+        .as_ref()
+        .zip(redis.client_key_file.as_ref())
+        .map(|(certificate, key)| ClientTlsConfig {
+            client_cert: certificate.contents().to_vec(),
+            client_key: key.contents().to_vec(),
+        });
+    let root_cert = redis.ca_file.as_ref().map(|ca| ca.contents().to_vec());
+    if client_tls.is_none() && root_cert.is_none() {
+        return Client::open(info);
+    }
+    Client::build_with_tls(
+        info,
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+}
+
 impl RedisConnection {
     /// Starts the supervisor, which connects in the background; returns at once.
     pub fn start(config: &Config) -> RedisResult<Self> {
@@ -104,7 +133,7 @@ impl RedisConnection {
             ConnectionAddr::Unix(path) => (path.display().to_string(), 0),
             _ => (String::new(), 0),
         };
-        let client = Client::open(info.clone())?;
+        let client = client(config, info.clone())?;
         let connection_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.redis.connect_timeout))
             .set_response_timeout(Some(config.redis.response_timeout));

@@ -134,21 +134,21 @@ async fn healthcheck_fails_with_a_message_when_nothing_listens() {
 }
 
 /// `cart-service` with an empty environment.
-fn cart_service() -> Command {
+pub(crate) fn cart_service() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cart-service"));
     command.env_clear().kill_on_drop(true);
     command
 }
 
 /// Runs `command` to completion; fails the test if it takes more than 10 s.
-async fn run(command: &mut Command) -> Output {
+pub(crate) async fn run(command: &mut Command) -> Output {
     tokio::time::timeout(Duration::from_secs(10), command.output())
         .await
         .expect("cart-service did not exit within 10 s")
         .expect("run the cart-service binary")
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

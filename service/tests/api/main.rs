@@ -18,3 +18,4 @@ mod openapi;
 mod operations;
 mod shutdown;
 mod stress;
+mod tls;

@@ -1,76 +1,39 @@
 //! OTLP/gRPC over TLS to a Jaeger whose receiver requires it: certificates from a private
-//! CA made here (rcgen), the server's for 127.0.0.1, a client certificate Jaeger demands,
-//! and gzip. The service trusts the CA only through `OTEL_EXPORTER_OTLP_CERTIFICATE` (it is
-//! in no system store), and a second service without the client certificate is refused.
+//! CA (`cart_test_support::tls`), the server's for 127.0.0.1, a client certificate Jaeger
+//! demands, and gzip. The service trusts the CA only through `OTEL_EXPORTER_OTLP_CERTIFICATE`
+//! (it is in no system store), and a second service without the client certificate is
+//! refused.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cart_test_support::poll::never;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
+use cart_test_support::tls::{Issued, Pki};
 
 use crate::{Jaeger, add_with_traceparent, otel_env, random_hex, span, start_service};
 
-/// PEM files of a CA, a server certificate for 127.0.0.1 and a client certificate.
-struct Pki {
-    ca: PathBuf,
-    server: (PathBuf, PathBuf),
-    client: (PathBuf, PathBuf),
-}
-
-impl Pki {
-    fn generate(dir: &Path) -> Self {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let write = |name: &str, pem: String| {
-            let path = dir.join(name);
-            std::fs::write(&path, pem).unwrap();
-            path
-        };
-        let issue = |name: &str, names: &[&str]| {
-            let key = KeyPair::generate().unwrap();
-            let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-            let certificate = CertificateParams::new(names)
-                .unwrap()
-                .signed_by(&key, &ca)
-                .unwrap();
-            (
-                write(&format!("{name}.pem"), certificate.pem()),
-                write(&format!("{name}-key.pem"), key.serialize_pem()),
-            )
-        };
-        let server = issue("server", &["127.0.0.1", "localhost"]);
-        let client = issue("client", &["cart-service"]);
-        Self {
-            ca: write("ca.pem", ca.pem()),
-            server,
-            client,
-        }
-    }
-
-    /// A Jaeger configuration overlay: its OTLP/gRPC receiver serves TLS with the server
-    /// certificate and requires a client certificate from the CA.
-    fn jaeger_overlay(&self, dir: &Path) -> PathBuf {
-        let path = dir.join("jaeger-tls.yaml");
-        let yaml = format!(
-            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        tls:\n          \
-             cert_file: {}\n          key_file: {}\n          client_ca_file: {}\n",
-            self.server.0.display(),
-            self.server.1.display(),
-            self.ca.display()
-        );
-        std::fs::write(&path, yaml).unwrap();
-        path
-    }
+/// A Jaeger configuration overlay: its OTLP/gRPC receiver serves TLS with `server` and
+/// requires a client certificate from `pki`'s CA.
+fn jaeger_overlay(dir: &Path, pki: &Pki, server: &Issued) -> PathBuf {
+    let path = dir.join("jaeger-tls.yaml");
+    let yaml = format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        tls:\n          \
+         cert_file: {}\n          key_file: {}\n          client_ca_file: {}\n",
+        server.cert.display(),
+        server.key.display(),
+        pki.ca.display()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_endpoint_with_a_private_ca_client_certificate_and_gzip_gets_the_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(dir.path());
-    let jaeger = Jaeger::start_with(Some(&pki.jaeger_overlay(dir.path()))).await;
+    let pki = Pki::generate(dir.path(), "otlp");
+    let server = pki.issue("server", &["127.0.0.1", "localhost"]);
+    let client = pki.issue("client", &["cart-service"]);
+    let jaeger = Jaeger::start_with(Some(&jaeger_overlay(dir.path(), &pki, &server))).await;
     let endpoint = format!("https://127.0.0.1:{}", jaeger.grpc_port);
     let path = |path: &PathBuf| path.to_str().unwrap().to_owned();
     let mut anonymous_env = otel_env(&endpoint, "grpc", "100");
@@ -80,8 +43,8 @@ async fn an_https_endpoint_with_a_private_ca_client_certificate_and_gzip_gets_th
     ]);
     let mut env = anonymous_env.clone();
     env.extend([
-        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", path(&pki.client.0)),
-        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", path(&pki.client.1)),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", path(&client.cert)),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", path(&client.key)),
     ]);
     let service = start_service(&env).await;
     let anonymous = start_service(&anonymous_env).await;

@@ -120,13 +120,29 @@ pub struct ExternalRedis {
     /// Database number.
     #[schemars(range(max = 15))]
     pub database: u32,
-    /// Connect over TLS (`rediss://`).
+    /// Connect over TLS (`rediss://`), verifying the server's certificate and name.
     pub tls: bool,
+    /// TLS files from an existing Secret, for a Redis whose certificate comes from a private CA or that requires a client certificate.
+    pub tls_secret: RedisTlsSecret,
     /// Secret holding its password (URL-safe characters); empty means no password.
     pub existing_secret: String,
     /// Key of the password in that Secret.
     #[schemars(length(min = 1))]
     pub existing_secret_key: String,
+}
+
+/// An existing Secret with TLS files for the external Redis, under the keys cert-manager
+/// writes (`ca.crt`, `tls.crt`, `tls.key`); the files chosen here are mounted read-only into
+/// the service's pods, which read them at startup (a renewed certificate needs a restart).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisTlsSecret {
+    /// Name of the Secret; empty means none: the server is verified against the public roots and no client certificate is presented. Needs `externalRedis.tls`.
+    pub name: String,
+    /// Verify the server against the Secret's `ca.crt` (`REDIS_CA_FILE`) instead of the public roots.
+    pub ca: bool,
+    /// Present the Secret's `tls.crt` and `tls.key` as a client certificate (`REDIS_CLIENT_CERT_FILE`, `REDIS_CLIENT_KEY_FILE`), for a Redis that requires one.
+    pub client_certificate: bool,
 }
 
 /// Trace export of the service.

@@ -5,6 +5,7 @@
 
 mod monitoring;
 mod network;
+mod redis_tls;
 mod stress;
 mod values;
 mod workloads;
