@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Semaphore;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -18,6 +19,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub store: Store,
     pub config: Config,
+    /// Checks the cart routes' bearer tokens; none when `AUTH_MODE` is `none`.
+    pub auth: Option<Authenticator>,
     /// Bounds concurrent `/stress` requests; a request that finds no permit gets 429.
     pub stress_permits: Arc<Semaphore>,
     shutting_down: AtomicBool,
@@ -33,11 +36,12 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     #[must_use]
-    pub fn new(store: Store, config: Config) -> Self {
+    pub fn new(store: Store, config: Config, auth: Option<Authenticator>) -> Self {
         let permits = usize::try_from(config.stress.max_concurrency).unwrap_or(1);
         Self(Arc::new(Inner {
             store,
             config,
+            auth,
             stress_permits: Arc::new(Semaphore::new(permits)),
             shutting_down: AtomicBool::new(false),
         }))

@@ -1,7 +1,8 @@
 //! What the integration-test crates of `cart-service` (`service/tests/api`, `telemetry`,
 //! `jaeger`) share, one module per concern: a real `redis-server` ([`redis`]), the service
-//! in-process ([`app`]) and as a child process ([`process`]), free ports ([`port`]), and
-//! waiting with a deadline instead of a fixed sleep ([`poll`]).
+//! in-process ([`app`]) and as a child process ([`process`]), free ports ([`port`]),
+//! waiting with a deadline instead of a fixed sleep ([`poll`]), and signed tokens with the
+//! JWKS server that publishes their keys ([`jwt`]).
 //!
 //! A helper that only one test crate uses stays in that crate.
 
@@ -10,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
 pub mod app;
+pub mod jwt;
 pub mod poll;
 pub mod port;
 pub mod process;

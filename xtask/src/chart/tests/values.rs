@@ -59,7 +59,7 @@ fn an_unknown_value_is_rejected() {
 }
 
 /// `helm template` with `sets` must fail, and its message must contain `named`.
-fn assert_rejected(sets: &[(&str, &str)], named: &str) {
+pub(super) fn assert_rejected(sets: &[(&str, &str)], named: &str) {
     let error = render(&[], sets)
         .map(|_| ())
         .expect_err("helm accepted bad values");
