@@ -68,6 +68,8 @@ pub struct Config {
     pub pod: PodConfig,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
 }
 
 /// The HTTP server.
@@ -204,7 +206,7 @@ pub struct CartConfig {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoggingConfig {
     /// Also write logs to this file (rotated as `LOG_FILE_ROTATION` says), for a log-shipper sidecar.
-    #[arg(long = "log-file", env = "LOG_FILE", value_name = "LOG_FILE", value_parser = log_file)]
+    #[arg(long = "log-file", env = "LOG_FILE", value_name = "LOG_FILE", value_parser = file_path)]
     pub file: Option<PathBuf>,
 
     /// Log format.
@@ -401,6 +403,70 @@ pub enum SamplerName {
     ParentbasedTraceidratio,
 }
 
+/// Bearer-token authentication of the cart routes; off unless `AUTH_MODE=jwt`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthConfig {
+    /// `none`: the cart routes are open; `jwt`: each needs a bearer JWT whose
+    /// `AUTH_USER_CLAIM` equals the path's `{user_id}`.
+    #[arg(long = "auth-mode", env = "AUTH_MODE", value_name = "AUTH_MODE", value_enum,
+          default_value_t = AuthMode::None)]
+    pub mode: AuthMode,
+
+    /// URL (http or https) of the JSON Web Key Set the token signatures are checked against.
+    #[arg(long = "auth-jwks-url", env = "AUTH_JWKS_URL", value_name = "AUTH_JWKS_URL",
+          value_parser = jwks_url)]
+    pub jwks_url: Option<http::Uri>,
+
+    /// PEM file of the one public key (RSA, P-256 or Ed25519) the token signatures are
+    /// checked against, instead of a JWKS.
+    #[arg(long = "auth-public-key-file", env = "AUTH_PUBLIC_KEY_FILE",
+          value_name = "AUTH_PUBLIC_KEY_FILE", value_parser = file_path)]
+    pub public_key_file: Option<PathBuf>,
+
+    /// The issuer (`iss`) every token must name.
+    #[arg(long = "auth-issuer", env = "AUTH_ISSUER", value_name = "AUTH_ISSUER",
+          value_parser = not_empty)]
+    pub issuer: Option<String>,
+
+    /// The audience (`aud`) every token must include.
+    #[arg(long = "auth-audience", env = "AUTH_AUDIENCE", value_name = "AUTH_AUDIENCE",
+          value_parser = not_empty)]
+    pub audience: Option<String>,
+
+    /// The claim that must equal the path's `{user_id}`.
+    #[arg(long = "auth-user-claim", env = "AUTH_USER_CLAIM", value_name = "AUTH_USER_CLAIM",
+          default_value = "sub", value_parser = not_empty)]
+    pub user_claim: String,
+
+    /// Clock skew allowed when checking `exp` and `nbf`, in seconds.
+    #[arg(long = "auth-leeway-seconds", env = "AUTH_LEEWAY_SECONDS",
+          value_name = "AUTH_LEEWAY_SECONDS", default_value = "30",
+          value_parser = seconds(0..=300))]
+    pub leeway: Duration,
+
+    /// How often the JWKS is fetched again, in seconds.
+    #[arg(long = "auth-jwks-refresh-seconds", env = "AUTH_JWKS_REFRESH_SECONDS",
+          value_name = "AUTH_JWKS_REFRESH_SECONDS", default_value = "300",
+          value_parser = seconds(1..=86_400))]
+    pub jwks_refresh: Duration,
+
+    /// Fewest seconds between two extra fetches of the JWKS for tokens with an unknown
+    /// `kid`, so bad tokens cannot make the service hammer the JWKS endpoint.
+    #[arg(long = "auth-jwks-min-refresh-seconds", env = "AUTH_JWKS_MIN_REFRESH_SECONDS",
+          value_name = "AUTH_JWKS_MIN_REFRESH_SECONDS", default_value = "10",
+          value_parser = seconds(0..=3600))]
+    pub jwks_min_refresh: Duration,
+}
+
+/// Whether the cart routes need a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// No authentication.
+    None,
+    /// A bearer JWT on every cart route.
+    Jwt,
+}
+
 /// A configuration value that parsed but cannot be used with the others; the message
 /// names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -439,7 +505,8 @@ impl Config {
                 ),
             });
         }
-        tls::validate(&self.redis)
+        tls::validate(&self.redis)?;
+        self.auth.validate()
     }
 
     /// A configuration for tests and `cargo xtask dev`: defaults, with the given Redis and
@@ -457,6 +524,58 @@ impl Config {
             redis_url,
         ])
         .config
+    }
+}
+
+impl AuthConfig {
+    /// `jwt` needs exactly one key source, an issuer and an audience; `none` refuses them,
+    /// so a forgotten `AUTH_MODE` cannot leave routes open that were meant to be closed.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let error = |variable, reason: &str| {
+            Err(ConfigError {
+                variable,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.mode == AuthMode::None {
+            let set = [
+                ("AUTH_JWKS_URL", self.jwks_url.is_some()),
+                ("AUTH_PUBLIC_KEY_FILE", self.public_key_file.is_some()),
+                ("AUTH_ISSUER", self.issuer.is_some()),
+                ("AUTH_AUDIENCE", self.audience.is_some()),
+            ];
+            return match set.iter().find(|(_, set)| *set) {
+                Some((variable, _)) => error(
+                    "AUTH_MODE",
+                    &format!(
+                        "is none, but {variable} is set: set AUTH_MODE=jwt or unset {variable}"
+                    ),
+                ),
+                None => Ok(()),
+            };
+        }
+        match (&self.jwks_url, &self.public_key_file) {
+            (None, None) => {
+                return error(
+                    "AUTH_JWKS_URL",
+                    "or AUTH_PUBLIC_KEY_FILE must be set when AUTH_MODE is jwt",
+                );
+            }
+            (Some(_), Some(_)) => {
+                return error(
+                    "AUTH_PUBLIC_KEY_FILE",
+                    "cannot be set together with AUTH_JWKS_URL: choose one key source",
+                );
+            }
+            _ => {}
+        }
+        if self.issuer.is_none() {
+            return error("AUTH_ISSUER", "must be set when AUTH_MODE is jwt");
+        }
+        if self.audience.is_none() {
+            return error("AUTH_AUDIENCE", "must be set when AUTH_MODE is jwt");
+        }
+        Ok(())
     }
 }
 
@@ -494,7 +613,7 @@ fn pem_private_key(value: &str) -> Result<PemFile, String> {
     PemFile::private_key(value.as_ref())
 }
 
-fn log_file(value: &str) -> Result<PathBuf, String> {
+fn file_path(value: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(value);
     if path.file_name().is_none() {
         return Err(format!("{value} does not name a file"));
@@ -506,6 +625,21 @@ fn log_filter(value: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::try_new(value)
         .map(|_| value.to_owned())
         .map_err(|e| e.to_string())
+}
+
+fn jwks_url(value: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = value.parse().map_err(|e| format!("{value}: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) => Ok(uri),
+        _ => Err(format!("{value} is not an http:// or https:// URL")),
+    }
+}
+
+fn not_empty(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("is empty".to_owned());
+    }
+    Ok(value.to_owned())
 }
 
 fn ratio(value: &str) -> Result<f64, String> {
@@ -618,6 +752,73 @@ mod tests {
     fn out_of_range_value_is_rejected_by_the_parser() {
         let error = Cli::try_parse_from(["cart-service", "--cart-max-items", "0"]).unwrap_err();
         assert!(error.to_string().contains("CART_MAX_ITEMS"), "{error}");
+    }
+
+    /// The configuration of `args` after the program name, validated.
+    fn validated(args: &[&str]) -> Result<(), String> {
+        let command_line = std::iter::once(&"cart-service").chain(args);
+        Cli::parse_from(command_line)
+            .config
+            .validate()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn jwt_mode_needs_one_key_source_an_issuer_and_an_audience() {
+        let jwks = "--auth-jwks-url=https://issuer.test/jwks.json";
+        let file = "--auth-public-key-file=/etc/cart/key.pem";
+        let (issuer, audience) = ("--auth-issuer=https://issuer.test/", "--auth-audience=cart");
+        let cases: [(&[&str], &str); 4] = [
+            (&[issuer, audience], "AUTH_JWKS_URL"),
+            (&[jwks, file, issuer, audience], "AUTH_PUBLIC_KEY_FILE"),
+            (&[jwks, audience], "AUTH_ISSUER"),
+            (&[file, issuer], "AUTH_AUDIENCE"),
+        ];
+
+        for (args, variable) in cases {
+            let mut args = args.to_vec();
+            args.push("--auth-mode=jwt");
+            let error = validated(&args).unwrap_err();
+            assert!(
+                error.starts_with(&format!("invalid {variable}:")),
+                "{args:?}: {error}"
+            );
+        }
+        validated(&["--auth-mode=jwt", jwks, issuer, audience]).unwrap();
+        validated(&["--auth-mode=jwt", file, issuer, audience]).unwrap();
+    }
+
+    #[test]
+    fn auth_settings_without_auth_mode_jwt_are_refused() {
+        let error = validated(&["--auth-jwks-url=https://issuer.test/jwks.json"]).unwrap_err();
+
+        assert!(error.starts_with("invalid AUTH_MODE:"), "{error}");
+        assert!(error.contains("AUTH_JWKS_URL"), "{error}");
+    }
+
+    #[test]
+    fn bad_auth_values_name_their_variable() {
+        let cases = [
+            ("--auth-mode", "oauth", "<AUTH_MODE>"),
+            (
+                "--auth-jwks-url",
+                "ftp://issuer.test/jwks.json",
+                "<AUTH_JWKS_URL>",
+            ),
+            ("--auth-jwks-url", "/jwks.json", "<AUTH_JWKS_URL>"),
+            ("--auth-user-claim", " ", "<AUTH_USER_CLAIM>"),
+            ("--auth-leeway-seconds", "301", "<AUTH_LEEWAY_SECONDS>"),
+            (
+                "--auth-jwks-refresh-seconds",
+                "0",
+                "<AUTH_JWKS_REFRESH_SECONDS>",
+            ),
+        ];
+
+        for (flag, value, variable) in cases {
+            let error = refused(flag, value);
+            assert!(error.contains(variable), "{flag} {value}: {error}");
+        }
     }
 
     /// The configuration table in `docs/configuration.md` has one row per variable, in

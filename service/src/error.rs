@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::Denied;
 use crate::domain::Invalid;
 use crate::store::StoreError;
 
@@ -42,6 +43,13 @@ pub enum Error {
     /// The request body did not arrive in time (408).
     #[error("the request body was not received in time")]
     RequestTimeout,
+    /// No bearer token, or one that does not verify (401, with `WWW-Authenticate`);
+    /// `invalid_token` is false when there was no token at all.
+    #[error("{detail}")]
+    Unauthorized { detail: String, invalid_token: bool },
+    /// A valid token that does not grant this cart (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// No such route (404).
     #[error("no route for this path")]
     NotFound,
@@ -51,6 +59,9 @@ pub enum Error {
     /// Redis did not answer, or the request ran past its deadline (503).
     #[error("service temporarily unavailable")]
     Unavailable(#[source] Option<StoreError>),
+    /// The token signing keys have not been fetched yet (503).
+    #[error("{}", Denied::KeysUnavailable)]
+    KeysUnavailable,
     /// A bug: a panic or an impossible state (500). The string is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -100,9 +111,11 @@ impl Error {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,7 +125,7 @@ impl Error {
         let (kind, title) = match &self {
             Self::Validation { .. } => ("urn:cart-service:problem:validation", "Validation failed"),
             Self::TooManyRequests(_) => ("urn:cart-service:problem:saturated", "Too many requests"),
-            Self::Unavailable(_) => (
+            Self::Unavailable(_) | Self::KeysUnavailable => (
                 "urn:cart-service:problem:unavailable",
                 "Service unavailable",
             ),
@@ -147,6 +160,23 @@ impl From<Invalid> for Error {
     }
 }
 
+impl From<Denied> for Error {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Missing => Self::Unauthorized {
+                detail: denied.to_string(),
+                invalid_token: false,
+            },
+            Denied::InvalidToken(detail) => Self::Unauthorized {
+                detail,
+                invalid_token: true,
+            },
+            Denied::WrongUser(detail) => Self::Forbidden(detail),
+            Denied::KeysUnavailable => Self::KeysUnavailable,
+        }
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match error {
@@ -163,12 +193,21 @@ impl IntoResponse for Error {
             Self::Unavailable(Some(cause)) => log_unavailable(cause),
             _ => {}
         }
-        let retry = matches!(self, Self::Unavailable(_) | Self::TooManyRequests(_));
+        let retry = matches!(
+            self,
+            Self::Unavailable(_) | Self::TooManyRequests(_) | Self::KeysUnavailable
+        );
+        let challenge = self.bearer_challenge();
         let mut response = problem_response(&self.problem());
         if retry {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(challenge) = challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }
@@ -202,6 +241,31 @@ fn log_unavailable(cause: &StoreError) {
         interval_s = UNAVAILABLE_LOG_INTERVAL.as_secs(),
         "redis unavailable; further failures within the interval are counted, not logged"
     );
+}
+
+impl Error {
+    /// The RFC 6750 `WWW-Authenticate` challenge of a 401 or 403: no error code when the
+    /// request had no token, else `invalid_token` or `insufficient_scope` with the reason.
+    fn bearer_challenge(&self) -> Option<HeaderValue> {
+        let (code, detail) = match self {
+            Self::Unauthorized {
+                invalid_token: false,
+                ..
+            } => return Some(HeaderValue::from_static(r#"Bearer realm="cart-service""#)),
+            Self::Unauthorized { detail, .. } => ("invalid_token", detail),
+            Self::Forbidden(detail) => ("insufficient_scope", detail),
+            _ => return None,
+        };
+        // error_description allows printable ASCII except the quote and the backslash.
+        let description: String = detail
+            .chars()
+            .filter(|c| matches!(c, ' '..='~') && !matches!(c, '"' | '\\'))
+            .collect();
+        HeaderValue::from_str(&format!(
+            r#"Bearer realm="cart-service", error="{code}", error_description="{description}""#
+        ))
+        .ok()
+    }
 }
 
 /// Serialises a problem with its status and content type.

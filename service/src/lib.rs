@@ -3,8 +3,10 @@
 //! The binary (`main.rs`) only wires these pieces together: [`config`] reads and validates
 //! the environment, [`telemetry`] sets up logging, [`startup::Application`] binds the
 //! listener and runs the HTTP server ([`server`]) with the shutdown sequence, [`routes`]
-//! holds the HTTP API and [`store`] everything that speaks Redis.
+//! holds the HTTP API, [`auth`] the optional bearer-token check of the cart routes, and
+//! [`store`] everything that speaks Redis.
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -68,6 +68,12 @@ async fn run() -> ExitCode {
     let listen = config.http.listen_addr;
     let application = match Application::build(config).await {
         Ok(application) => application,
+        // A setting that parsed but cannot be used, such as an unreadable
+        // AUTH_PUBLIC_KEY_FILE: the same answer as for a bad value.
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("cart-service: {error}");
+            return ExitCode::from(2);
+        }
         Err(error) => {
             tracing::error!(error = %error, %listen, "cannot start: check LISTEN_ADDR and REDIS_URL");
             return ExitCode::FAILURE;

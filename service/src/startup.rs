@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::routes;
 use crate::server::Server;
@@ -28,8 +29,10 @@ pub struct Application {
 
 impl Application {
     /// Binds `LISTEN_ADDR` (port 0 picks a free port) and starts connecting to Redis in the
-    /// background: it never waits for Redis.
+    /// background: it never waits for Redis (nor for the JWKS with `AUTH_MODE=jwt`).
     pub async fn build(config: Config) -> std::io::Result<Self> {
+        let auth = Authenticator::from_config(&config.auth)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let redis = RedisConnection::start(&config).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -38,7 +41,7 @@ impl Application {
         })?;
         let store = Store::new(redis, Limits::from_config(&config));
         let listener = TcpListener::bind(config.http.listen_addr).await?;
-        let state = AppState::new(store, config);
+        let state = AppState::new(store, config, auth);
         Ok(Self::with_router(listener, routes::router(&state), state))
     }
 

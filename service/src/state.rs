@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Semaphore;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -18,6 +19,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub store: Store,
     pub config: Config,
+    /// Checks the cart routes' bearer tokens; none when `AUTH_MODE` is `none`.
+    pub auth: Option<Authenticator>,
     /// Bounds concurrent `/stress` requests; a request that finds no permit gets 429.
     pub stress_permits: Arc<Semaphore>,
     /// The memory running `/stress` requests may hold together, one permit a MiB
@@ -36,12 +39,13 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     #[must_use]
-    pub fn new(store: Store, config: Config) -> Self {
+    pub fn new(store: Store, config: Config, auth: Option<Authenticator>) -> Self {
         let permits = usize::try_from(config.stress.max_concurrency).unwrap_or(1);
         let memory_mb = usize::try_from(config.stress.max_total_memory_mb).unwrap_or(0);
         Self(Arc::new(Inner {
             store,
             config,
+            auth,
             stress_permits: Arc::new(Semaphore::new(permits)),
             stress_memory: Arc::new(Semaphore::new(memory_mb)),
             shutting_down: AtomicBool::new(false),

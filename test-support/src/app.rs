@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use cart_service::auth::Authenticator;
 use cart_service::config::Config;
 use cart_service::routes;
 use cart_service::startup::Application;
@@ -121,7 +122,8 @@ pub async fn spawn_app_unready(
     let listener = tokio::net::TcpListener::bind(config.http.listen_addr)
         .await
         .expect("bind a free port");
-    let state = AppState::new(store, config);
+    let auth = Authenticator::from_config(&config.auth).expect("test auth configuration is valid");
+    let state = AppState::new(store, config, auth);
     let (routes, spec) = routes::api(&state).split_for_parts();
     let service = routes::with_layers(extra(routes), &spec, &state);
     let application = Application::with_router(listener, service, state.clone());

@@ -90,6 +90,30 @@ secretKeyRef, and the Redis TLS files as a read-only Secret volume (deployment.y
       key: {{ .token.existingSecretKey }}
 {{- end }}
 {{- end }}
+{{- with .Values.auth }}
+{{- if eq .mode "jwt" }}
+- name: AUTH_MODE
+  value: jwt
+{{- with .jwksUrl }}
+- name: AUTH_JWKS_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- if or .publicKey.configMap .publicKey.secret }}
+- name: AUTH_PUBLIC_KEY_FILE
+  value: {{ include "cart-service.authPublicKeyFile" $ }}
+{{- end }}
+- name: AUTH_ISSUER
+  value: {{ .issuer | quote }}
+- name: AUTH_AUDIENCE
+  value: {{ .audience | quote }}
+- name: AUTH_USER_CLAIM
+  value: {{ .userClaim | quote }}
+- name: AUTH_LEEWAY_SECONDS
+  value: {{ .leewaySeconds | int64 | quote }}
+- name: AUTH_JWKS_REFRESH_SECONDS
+  value: {{ .jwksRefreshSeconds | int64 | quote }}
+{{- end }}
+{{- end }}
 - name: SHUTDOWN_DRAIN_DELAY_SECONDS
   value: {{ .Values.shutdown.drainDelaySeconds | int64 | quote }}
 - name: SHUTDOWN_TIMEOUT_SECONDS

@@ -164,6 +164,7 @@ seccompProfile:
 {{- if and .Values.jaeger.enabled (not .Values.otelCollector.enabled) }}
 {{- fail "jaeger.enabled needs otelCollector.enabled: the collector is what exports to Jaeger" }}
 {{- end }}
+{{- include "cart-service.validateAuth" . }}
 {{- if and .Values.podDisruptionBudget.enabled (not .Values.autoscaling.enabled) (le (int .Values.replicaCount) (int .Values.podDisruptionBudget.minAvailable)) }}
 {{- fail (printf "podDisruptionBudget.minAvailable (%d) must be lower than replicaCount (%d), or no node could ever be drained" (int .Values.podDisruptionBudget.minAvailable) (int .Values.replicaCount)) }}
 {{- end }}
@@ -179,4 +180,46 @@ slo: {{ .slo }}
 {{- with .rule.alertLabels }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+auth: jwt needs one key source (jwksUrl, or publicKey from one ConfigMap or Secret), an
+issuer and an audience, and with NetworkPolicies a way out to the JWKS; none takes no key
+source, as the service itself refuses AUTH_* variables without AUTH_MODE=jwt.
+*/}}
+{{- define "cart-service.validateAuth" -}}
+{{- $auth := .Values.auth }}
+{{- $pem := or $auth.publicKey.configMap $auth.publicKey.secret }}
+{{- if and $auth.publicKey.configMap $auth.publicKey.secret }}
+{{- fail "auth.publicKey.configMap and auth.publicKey.secret cannot both be set: the key comes from one of them" }}
+{{- end }}
+{{- if eq $auth.mode "jwt" }}
+{{- if and $auth.jwksUrl $pem }}
+{{- fail "auth.jwksUrl and auth.publicKey cannot both be set: choose one key source" }}
+{{- end }}
+{{- if not (or $auth.jwksUrl $pem) }}
+{{- fail "auth.mode jwt needs auth.jwksUrl or auth.publicKey.configMap (or .secret)" }}
+{{- end }}
+{{- if not $auth.issuer }}
+{{- fail "auth.issuer is required when auth.mode is jwt" }}
+{{- end }}
+{{- if not $auth.audience }}
+{{- fail "auth.audience is required when auth.mode is jwt" }}
+{{- end }}
+{{- if and $auth.jwksUrl .Values.networkPolicy.enabled (not .Values.networkPolicy.extraEgress) }}
+{{- fail "auth.jwksUrl needs networkPolicy.extraEgress to let the pods reach the issuer's JWKS (or networkPolicy.enabled false)" }}
+{{- end }}
+{{- else if or $auth.jwksUrl $pem }}
+{{- fail "auth.jwksUrl or auth.publicKey is set but auth.mode is none: set auth.mode to jwt, or unset them" }}
+{{- end }}
+{{- end }}
+
+{{/* Where the auth public key is mounted (AUTH_PUBLIC_KEY_FILE). */}}
+{{- define "cart-service.authPublicKeyFile" -}}
+/etc/cart-service/auth/public-key.pem
+{{- end }}
+
+{{/* Non-empty when the auth public key is mounted: jwt mode with a ConfigMap or Secret. */}}
+{{- define "cart-service.authPublicKeyMounted" -}}
+{{- if and (eq .Values.auth.mode "jwt") (or .Values.auth.publicKey.configMap .Values.auth.publicKey.secret) }}true{{ end }}
 {{- end }}

@@ -7,6 +7,7 @@
 //! metrics and the access log; a panic becomes a 500; the request deadline; the body-size
 //! limit; the body read timeout.
 
+pub mod auth;
 pub mod cart;
 pub mod health;
 pub mod metrics;
@@ -41,11 +42,21 @@ pub fn router(state: &AppState) -> Router {
     with_layers(routes, &spec, state)
 }
 
-/// The routes and their OpenAPI description, without layers.
+/// The routes and their OpenAPI description, without layers. With `AUTH_MODE=jwt` the
+/// cart routes, and only they, need a bearer token, and the document says so.
 pub fn api(state: &AppState) -> OpenApiRouter<AppState> {
-    let mut api = OpenApiRouter::with_openapi(openapi::base())
+    let mut cart = OpenApiRouter::new()
         .routes(routes!(cart::add_item, cart::get_cart, cart::clear_cart))
-        .routes(routes!(cart::set_item, cart::remove_item))
+        .routes(routes!(cart::set_item, cart::remove_item));
+    if state.auth.is_some() {
+        cart = cart.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+        openapi::require_bearer(cart.get_openapi_mut());
+    }
+    let mut api = OpenApiRouter::with_openapi(openapi::base())
+        .merge(cart)
         .routes(routes!(health::healthz))
         .routes(routes!(health::livez))
         .routes(routes!(health::readyz))

@@ -66,6 +66,8 @@ async fn a_bad_value_stops_startup_with_a_message_naming_the_variable() {
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "zip"),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
         ("OTEL_RESOURCE_ATTRIBUTES", "novalue"),
+        ("AUTH_MODE", "oauth"),
+        ("AUTH_JWKS_URL", "https://issuer.test/jwks.json"),
     ];
     for (variable, value) in cases {
         let output = run(cart_service()
@@ -85,6 +87,29 @@ async fn a_bad_value_stops_startup_with_a_message_naming_the_variable() {
             "{variable}={value}: stderr does not name it: {message}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_unusable_auth_key_file_stops_startup_with_a_message_naming_it() {
+    let not_a_key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_a_key.path(), "not a PEM document").unwrap();
+
+    let output = run(cart_service()
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("REDIS_URL", RedisServer::unused_url())
+        .env("AUTH_MODE", "jwt")
+        .env("AUTH_PUBLIC_KEY_FILE", not_a_key.path())
+        .env("AUTH_ISSUER", "https://issuer.test/")
+        .env("AUTH_AUDIENCE", "cart-service"))
+    .await;
+
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("invalid AUTH_PUBLIC_KEY_FILE")
+            && message.contains(&not_a_key.path().display().to_string()),
+        "{message}"
+    );
 }
 
 #[tokio::test]

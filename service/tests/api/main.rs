@@ -4,6 +4,7 @@
 // Tests and their harness fail loudly by design: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod cart;
 mod cli;
 mod concurrency;

@@ -58,6 +58,8 @@ pub struct Values {
     pub container_port: u16,
     /// The service's own settings, passed as environment variables.
     pub config: AppConfig,
+    /// Bearer-JWT authentication of the cart routes (`AUTH_*`); probes and `/metrics` stay open.
+    pub auth: Auth,
     /// The graceful shutdown sequence; the pod's grace period is the sum of the three.
     pub shutdown: Shutdown,
     /// Probes of the cart-service container: startup and liveness on `/livez`, readiness on `/readyz`.
@@ -210,6 +212,52 @@ pub struct StressToken {
     /// Key of the token in the Secret.
     #[schemars(length(min = 1))]
     pub existing_secret_key: String,
+}
+
+/// Bearer-JWT authentication of the cart routes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Auth {
+    /// `AUTH_MODE`: `none` leaves the cart routes open; `jwt` requires on each a bearer JWT whose `userClaim` equals the path's user id (401 without a valid token, 403 for another user's). The other values are used only with `jwt`.
+    pub mode: AuthMode,
+    /// `AUTH_JWKS_URL`: the issuer's JSON Web Key Set (`http://` or `https://`), fetched at startup, every `jwksRefreshSeconds` and when a token names an unknown key; set this or `publicKey`. With NetworkPolicies on, `networkPolicy.extraEgress` must let the pods reach it.
+    pub jwks_url: String,
+    /// One PEM public key (RSA, P-256 or Ed25519) from a ConfigMap or a Secret, instead of `jwksUrl`; mounted read-only as `AUTH_PUBLIC_KEY_FILE` and read at startup (restart the pods after changing it).
+    pub public_key: AuthPublicKey,
+    /// `AUTH_ISSUER`: the `iss` every token must name; required with `jwt`.
+    pub issuer: String,
+    /// `AUTH_AUDIENCE`: the audience every token's `aud` must include; required with `jwt`.
+    pub audience: String,
+    /// `AUTH_USER_CLAIM`: the claim that must equal the path's `{user_id}`.
+    #[schemars(length(min = 1))]
+    pub user_claim: String,
+    /// `AUTH_LEEWAY_SECONDS`: clock skew allowed when checking `exp` and `nbf`.
+    #[schemars(range(max = 300))]
+    pub leeway_seconds: u32,
+    /// `AUTH_JWKS_REFRESH_SECONDS`: how often the JWKS is fetched again; a failed fetch keeps the last good keys.
+    #[schemars(range(min = 1, max = 86_400))]
+    pub jwks_refresh_seconds: u32,
+}
+
+/// Whether the cart routes need a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    None,
+    Jwt,
+}
+
+/// Where the PEM public key comes from: one of `configMap` and `secret`, or neither.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthPublicKey {
+    /// Name of a ConfigMap in the release's namespace holding the key; empty means none.
+    pub config_map: String,
+    /// Name of a Secret in the release's namespace holding the key; empty means none.
+    pub secret: String,
+    /// The entry of the ConfigMap or Secret whose value is the PEM document.
+    #[schemars(length(min = 1))]
+    pub key: String,
 }
 
 /// The graceful shutdown sequence.

@@ -3,6 +3,7 @@
 //! asserts one property of the result. A missing Helm fails them with a message naming
 //! it and saying how to install it; nothing is skipped.
 
+mod auth;
 mod monitoring;
 mod network;
 mod redis_tls;
