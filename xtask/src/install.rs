@@ -48,6 +48,9 @@ pub fn ensure(sh: &Shell, tools: &[&Pinned], force: bool) -> anyhow::Result<()> 
         if !force && tool.is_installed() {
             continue;
         }
+        if matches!(tool.source, Source::GoModule(_) | Source::GoToolModule(_)) {
+            require_go(sh, &go)?;
+        }
         let invocations = steps(tool, &go, &venv_dir());
         print!("tools: {} ... ", progress(tool));
         // The line above is finished by the outcome, after minutes for a Go build.
@@ -67,6 +70,48 @@ pub fn ensure(sh: &Shell, tools: &[&Pinned], force: bool) -> anyhow::Result<()> 
         println!("done in {}s", started.elapsed().as_secs());
     }
     Ok(())
+}
+
+/// The oldest Go that builds every pinned Go tool: promtool v0.316.0's `go.mod` asks for
+/// it, and an older Go fails deep in the build with a `go.mod` error that names neither.
+const MIN_GO: (u32, u32, u32) = (1, 26, 7);
+
+/// Fails, naming the versions, when `go` is missing or older than [`MIN_GO`].
+fn require_go(sh: &Shell, go: &str) -> anyhow::Result<()> {
+    let (major, minor, patch) = MIN_GO;
+    let wanted = format!("{major}.{minor}.{patch}");
+    let found = Invocation::new(go)
+        .args(["env", "GOVERSION"])
+        .to_cmd(sh)
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "go not found: the pinned Go tools need Go {wanted} or newer (https://go.dev/dl/)"
+            )
+        })?;
+    match go_version(&found) {
+        Some(version) if version >= MIN_GO => Ok(()),
+        _ => bail!(
+            "{} is older than Go {wanted}, which the pinned Go tools need (promtool's go.mod asks \
+             for it); install a newer Go from https://go.dev/dl/ and put it first on PATH",
+            found.trim()
+        ),
+    }
+}
+
+/// `go1.26.8` (or `go1.26`, `go1.27rc1`) as numbers; a missing patch counts as 0.
+fn go_version(text: &str) -> Option<(u32, u32, u32)> {
+    let text = text.trim().strip_prefix("go")?;
+    let mut numbers = text.split('.').map(|part| {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u32>().ok()
+    });
+    let major = numbers.next()??;
+    let minor = numbers.next().flatten().unwrap_or(0);
+    let patch = numbers.next().flatten().unwrap_or(0);
+    Some((major, minor, patch))
 }
 
 /// What installing `tool` does, and how long it takes the first time.
@@ -223,6 +268,28 @@ fn describe(plan: &[(&Pinned, Vec<Invocation>)]) -> String {
 mod tests {
     use super::*;
     use crate::tools::{PINNED_CHECKOV, PINNED_HELM, PINNED_PROMTOOL};
+
+    #[test]
+    fn go_versions_compare_as_numbers_and_old_ones_are_refused() {
+        assert_eq!(go_version("go1.26.8\n"), Some((1, 26, 8)));
+        assert_eq!(go_version("go1.27rc1"), Some((1, 27, 0)));
+        assert_eq!(go_version("go1.19"), Some((1, 19, 0)));
+        assert_eq!(go_version("devel"), None);
+        assert!(go_version("go1.26.10").unwrap() > MIN_GO);
+        assert!(go_version("go1.19.8").unwrap() < MIN_GO);
+    }
+
+    #[test]
+    fn a_go_that_is_not_there_is_named_with_the_version_needed() {
+        let sh = Shell::new().unwrap();
+
+        let error = require_go(&sh, "/nonexistent/go").unwrap_err().to_string();
+
+        assert!(
+            error.contains("go not found") && error.contains("1.26.7"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn a_failed_install_shows_its_output_without_go_download_lines() {
