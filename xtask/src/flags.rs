@@ -339,10 +339,19 @@ pub enum Scenario {
     Journey,
     /// GET /livez: the HTTP stack's ceiling, no Redis.
     Health,
+    // Last, as the run measures it: after the others, on a service started for it alone.
+    /// GET of the same carts with `AUTH_MODE=jwt`, each with its user's token (Ed25519-signed).
+    GetAuth,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 4] = [Self::Add, Self::Get, Self::Journey, Self::Health];
+    pub const ALL: [Self; 5] = [
+        Self::Add,
+        Self::Get,
+        Self::Journey,
+        Self::Health,
+        Self::GetAuth,
+    ];
 }
 
 #[cfg(test)]

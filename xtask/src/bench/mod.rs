@@ -9,16 +9,19 @@
 //! runs again with full observability and with the default sampling, exporting to a
 //! local Jaeger, on the shared cores and under a pod's CPU limit ([`cgroup`]). Reports go
 //! to `--out` as Markdown, JSON and an SVG chart; `--check` judges them against the
-//! budget of issue 6. Files: [`session`] and [`observe`] run things, [`loadgen`] and
-//! [`procfs`] parse what the tools and `/proc` say, [`report`], [`svg`] and [`budget`]
-//! turn results into documents and verdicts. All of it, and plotters for the chart, builds
-//! only with the xtask's `bench` feature, which `cargo xtask bench` re-runs itself with.
+//! budget of issue 6. `get-auth` runs on a service of its own with `AUTH_MODE=jwt`, its
+//! tokens signed by [`jwt`] with a key made for the run. Files: [`session`] and
+//! [`observe`] run things, [`loadgen`] and [`procfs`] parse what the tools and `/proc`
+//! say, [`report`], [`svg`] and [`budget`] turn results into documents and verdicts. All
+//! of it, plotters for the chart and the signing crates, builds only with the xtask's
+//! `bench` feature, which `cargo xtask bench` re-runs itself with.
 
 mod against;
 mod budget;
 mod cgroup;
 #[cfg(test)]
 mod fixture;
+mod jwt;
 mod loadgen;
 mod observe;
 mod processes;
@@ -201,6 +204,13 @@ impl Settings {
             session::BUDGET_REPEATS
         );
         for &scenario in &self.scenarios {
+            if scenario.authenticated() {
+                text.push_str(&describe_own_service(
+                    scenario,
+                    Path::new(SERVICE_BINARY),
+                    dir,
+                ));
+            }
             for &connections in &self.connections {
                 let script = dir.join(format!("{}.lua", scenario.name()));
                 let url = format!("http://127.0.0.1:8080{}", scenario.path());
@@ -228,6 +238,14 @@ impl Settings {
                  {}",
                 service(&binary.path, 8080, 6379, None)
             );
+            for &scenario in self.scenarios.iter().filter(|s| s.authenticated()) {
+                let _ = writeln!(
+                    text,
+                    "     and {} on one of its own\n     {}",
+                    scenario.name(),
+                    scenario_service(&binary.path, 8080, 6379, scenario, dir)
+                );
+            }
         }
         text.push_str(&self.describe_observability(dir));
         let _ = writeln!(
@@ -331,6 +349,32 @@ fn service(
     }
 }
 
+/// The service `scenario` runs on: the baseline [`service`] with the scenario's variables.
+fn scenario_service(
+    binary: &Path,
+    port: u16,
+    redis_port: u16,
+    scenario: Scenario,
+    dir: &Path,
+) -> Invocation {
+    scenario.service_env(dir).into_iter().fold(
+        service(binary, port, redis_port, None),
+        |invocation, (key, value)| invocation.env(key, value),
+    )
+}
+
+/// The `--dry-run` lines of an authenticated scenario's own service and its tokens.
+fn describe_own_service(scenario: Scenario, binary: &Path, dir: &Path) -> String {
+    format!(
+        "     {name} on a service of its own, checked to refuse a cart GET without a token (401):\n     \
+         {service}\n     \
+         with a fresh Ed25519 key per run (its public half at AUTH_PUBLIC_KEY_FILE) and, in\n     \
+         {name}.lua, an EdDSA token per pre-filled user (sub g-N, 1 h) signed as that service starts\n",
+        name = scenario.name(),
+        service = scenario_service(binary, 8080, 6379, scenario, dir),
+    )
+}
+
 /// Writes `<stamp>.md`, `.json` and `.svg` under `out`; returns their paths.
 fn write_reports(
     out: &Path,
@@ -416,6 +460,25 @@ mod tests {
         assert!(
             !text.contains("against"),
             "no --against text without the flag: {text}"
+        );
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn dry_run_of_get_auth_starts_a_service_of_its_own_with_jwt_auth() {
+        let text = without_workspace_root(
+            &settings(&["--scenario", "get,get-auth", "--connections", "64"]).describe(),
+        );
+
+        assert_eq!(
+            text.matches("AUTH_MODE=jwt AUTH_PUBLIC_KEY_FILE='<temp dir>/jwt-public-key.pem'")
+                .count(),
+            1,
+            "only get-auth's service checks tokens: {text}"
+        );
+        assert!(
+            text.find("get.lua").unwrap() < text.find("AUTH_MODE=jwt").unwrap(),
+            "get on the shared service first: {text}"
         );
         insta::assert_snapshot!(text);
     }

@@ -15,8 +15,10 @@ use xshell::Shell;
 
 use crate::command::Invocation;
 
-/// Variables the service must not inherit from the caller's shell: each run sets its own.
-const SERVICE_VARS: [&str; 11] = [
+/// Variables the service must not inherit from the caller's shell: each run sets its own
+/// (an `AUTH_MODE=jwt` left in the shell would stop the baseline service or refuse its
+/// requests).
+const SERVICE_VARS: [&str; 17] = [
     "TOKIO_WORKER_THREADS",
     "LOG_FILE",
     "RUST_LOG",
@@ -28,6 +30,12 @@ const SERVICE_VARS: [&str; 11] = [
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_SDK_DISABLED",
+    "AUTH_MODE",
+    "AUTH_JWKS_URL",
+    "AUTH_PUBLIC_KEY_FILE",
+    "AUTH_ISSUER",
+    "AUTH_AUDIENCE",
+    "AUTH_USER_CLAIM",
 ];
 
 /// A child process that is killed when dropped, so a failed run leaves nothing behind.

@@ -1,18 +1,21 @@
 //! The scenarios of `cargo xtask bench`: what each one sends (as a wrk Lua script generated
 //! here, so the data set's sizes live in one place), which Redis command is its
-//! redis-benchmark equivalent, and the data both need in Redis before the load starts.
+//! redis-benchmark equivalent, the data both need in Redis before the load starts, and the
+//! variables the service needs on top of the baseline's (`get-auth`'s `AUTH_*`).
 //! The [`Scenario`] enum itself belongs to the command line (`flags.rs`), which parses
 //! `--scenario` in builds without the bench feature too.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
+use super::jwt;
 pub use crate::flags::Scenario;
 
 /// Users the `add` and `journey` scenarios spread their writes over.
 pub const USERS: u32 = 10_000;
 /// Products per user in `add` and `journey`.
 pub const PRODUCTS: u32 = 100;
-/// Carts pre-filled for `get` (and hashes for redis-benchmark's HGETALL).
+/// Carts pre-filled for `get` and `get-auth` (and hashes for redis-benchmark's HGETALL).
 pub const FILLED_CARTS: u32 = 1_000;
 /// Lines in each pre-filled cart.
 pub const LINES_PER_CART: u32 = 20;
@@ -24,12 +27,40 @@ impl Scenario {
             Self::Get => "get",
             Self::Journey => "journey",
             Self::Health => "health",
+            Self::GetAuth => "get-auth",
         }
+    }
+
+    /// Whether the service must check bearer tokens for this scenario: it then runs on a
+    /// service of its own, started with [`Self::service_env`].
+    pub fn authenticated(self) -> bool {
+        self == Self::GetAuth
+    }
+
+    /// The variables the service needs for this scenario on top of the baseline's: for
+    /// `get-auth`, `AUTH_MODE=jwt` with the run's public key in `dir` (the user claim stays
+    /// the default, `sub`); none for the others.
+    pub fn service_env(self, dir: &Path) -> Vec<(&'static str, String)> {
+        if !self.authenticated() {
+            return Vec::new();
+        }
+        vec![
+            ("AUTH_MODE", "jwt".to_owned()),
+            (
+                "AUTH_PUBLIC_KEY_FILE",
+                jwt::public_key_path(dir).display().to_string(),
+            ),
+            ("AUTH_ISSUER", jwt::ISSUER.to_owned()),
+            ("AUTH_AUDIENCE", jwt::AUDIENCE.to_owned()),
+        ]
     }
 
     /// The wrk script: a request generator (none for `health`, whose static request is
     /// wrk's fastest path) and the `done()` hook that prints the JSON result line.
-    pub fn wrk_script(self) -> String {
+    /// `tokens` are the pre-filled carts' users' bearer tokens, `g-0`'s first
+    /// ([`bearer_tokens`]): `get-auth` sends each request with its user's; the other
+    /// scenarios ignore them.
+    pub fn wrk_script(self, tokens: &[String]) -> String {
         let mut script = String::from(SEEDING);
         let body = format!(
             r#"'{{"product_id":"p-' .. (math.random({PRODUCTS}) - 1) .. '","quantity":1}}'"#
@@ -64,6 +95,21 @@ function request()
 end
 "#
             ),
+            Self::GetAuth => write!(
+                script,
+                r#"local bearer = {{
+{}}}
+for i, token in ipairs(bearer) do bearer[i] = {{Authorization = "Bearer " .. token}} end
+function request()
+  local user = math.random({FILLED_CARTS})
+  return wrk.format("GET", "/v1/cart/g-" .. (user - 1), bearer[user])
+end
+"#,
+                tokens.iter().fold(String::new(), |mut table, token| {
+                    let _ = writeln!(table, "  \"{token}\",");
+                    table
+                })
+            ),
             Self::Health => Ok(()),
         };
         script.push_str(DONE);
@@ -86,16 +132,26 @@ end
                 &["HINCRBY", "rb:cart:{__rand_int__}", "p-__rand_int__", "1"],
                 USERS,
             )),
-            Self::Get => Some((&["HGETALL", "rb:filled:__rand_int__"], FILLED_CARTS)),
+            Self::Get | Self::GetAuth => {
+                Some((&["HGETALL", "rb:filled:__rand_int__"], FILLED_CARTS))
+            }
             Self::Health => Some((&["PING"], 1)),
             Self::Journey => None,
         }
     }
 }
 
-/// The Redis commands (RESP-ready argument lists) that pre-fill the data `get` and the
-/// HGETALL benchmark read: `cart:{g-N}` as the service stores carts (the service's data
-/// model), and `rb:filled:<12 digits>` as redis-benchmark's `__rand_int__` spells keys.
+/// A bearer token for each pre-filled cart's user, `g-0` first, made by `sign` (in a run,
+/// [`Issuer::token`](super::jwt::Issuer::token)).
+pub fn bearer_tokens(sign: impl Fn(&str) -> anyhow::Result<String>) -> anyhow::Result<Vec<String>> {
+    (0..FILLED_CARTS)
+        .map(|cart| sign(&format!("g-{cart}")))
+        .collect()
+}
+
+/// The Redis commands (RESP-ready argument lists) that pre-fill the data `get`, `get-auth`
+/// and the HGETALL benchmark read: `cart:{g-N}` as the service stores carts (the service's
+/// data model), and `rb:filled:<12 digits>` as redis-benchmark's `__rand_int__` spells keys.
 pub fn prefill_commands() -> Vec<Vec<String>> {
     let mut commands = Vec::with_capacity(2 * FILLED_CARTS as usize);
     for cart in 0..FILLED_CARTS {
@@ -140,10 +196,15 @@ end
 mod tests {
     use super::*;
 
+    /// Stand-ins for signed tokens, one per pre-filled cart, that name their user.
+    fn tokens() -> Vec<String> {
+        bearer_tokens(|user| Ok(format!("token-of-{user}"))).unwrap()
+    }
+
     #[test]
     fn every_script_prints_the_json_line_and_only_health_uses_the_static_request() {
         for scenario in Scenario::ALL {
-            let script = scenario.wrk_script();
+            let script = scenario.wrk_script(&tokens());
 
             assert!(script.contains("WRK_JSON {"), "{scenario:?}");
             assert_eq!(
@@ -156,7 +217,7 @@ mod tests {
 
     #[test]
     fn add_spreads_over_the_documented_users_and_products() {
-        let script = Scenario::Add.wrk_script();
+        let script = Scenario::Add.wrk_script(&[]);
 
         assert!(
             script.contains(r#""/v1/cart/u-" .. (math.random(10000) - 1)"#),
@@ -170,7 +231,7 @@ mod tests {
 
     #[test]
     fn journey_is_add_add_get_clear() {
-        let script = Scenario::Journey.wrk_script();
+        let script = Scenario::Journey.wrk_script(&[]);
 
         let methods: Vec<&str> = ["\"POST\"", "\"GET\"", "\"DELETE\""]
             .into_iter()
@@ -178,6 +239,74 @@ mod tests {
             .collect();
         assert_eq!(methods.len(), 3, "{script}");
         assert!(script.contains("step % 4 + 1"));
+    }
+
+    #[test]
+    fn get_auth_sends_each_user_their_own_bearer_token() {
+        let script = Scenario::GetAuth.wrk_script(&tokens());
+
+        assert!(
+            script.contains("local bearer = {\n  \"token-of-g-0\",\n  \"token-of-g-1\",\n"),
+            "g-0's token first, one a line: {script}"
+        );
+        assert_eq!(
+            script.matches("\"token-of-g-").count(),
+            FILLED_CARTS as usize
+        );
+        assert!(
+            script.contains(r#"bearer[i] = {Authorization = "Bearer " .. token}"#),
+            "{script}"
+        );
+        assert!(
+            script.contains("local user = math.random(1000)")
+                && script.contains(r#""/v1/cart/g-" .. (user - 1), bearer[user])"#),
+            "the path's user and the token's are the same draw: {script}"
+        );
+        assert!(
+            !Scenario::Get.wrk_script(&tokens()).contains("Bearer"),
+            "plain get sends no token"
+        );
+    }
+
+    #[test]
+    fn only_get_auth_starts_the_service_with_jwt_auth_and_the_runs_key() {
+        let dir = Path::new("/tmp/run");
+
+        let env = Scenario::GetAuth.service_env(dir);
+
+        assert_eq!(
+            env,
+            [
+                ("AUTH_MODE", "jwt".to_owned()),
+                (
+                    "AUTH_PUBLIC_KEY_FILE",
+                    "/tmp/run/jwt-public-key.pem".to_owned()
+                ),
+                ("AUTH_ISSUER", "cargo-xtask-bench".to_owned()),
+                ("AUTH_AUDIENCE", "cart-service".to_owned()),
+            ]
+        );
+        for scenario in Scenario::ALL {
+            assert_eq!(
+                scenario.service_env(dir).is_empty(),
+                !scenario.authenticated(),
+                "{scenario:?}"
+            );
+        }
+        assert_eq!(
+            Scenario::GetAuth.redis_equivalent(),
+            Scenario::Get.redis_equivalent(),
+            "both read the same carts: HGETALL"
+        );
+    }
+
+    #[test]
+    fn there_is_a_bearer_token_for_each_pre_filled_cart_in_order() {
+        let tokens = tokens();
+
+        assert_eq!(tokens.len(), FILLED_CARTS as usize);
+        assert_eq!(tokens[0], "token-of-g-0");
+        assert_eq!(tokens[999], "token-of-g-999");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! One bench run, in order: Redis up and pre-filled, the service started a few times to
 //! time readiness, warm-up, then every scenario at every concurrency with wrk and its
-//! redis-benchmark equivalent right after it, then the same at the budget's concurrency
-//! for the `--against` revision's binary, then the observability runs. Every process is
-//! owned, so an error anywhere stops them all.
+//! redis-benchmark equivalent right after it (`get-auth` on a service of its own, started
+//! with `AUTH_MODE=jwt`), then the same at the budget's concurrency for the `--against`
+//! revision's binary, then the observability runs. Every process is owned, so an error
+//! anywhere stops them all.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -13,9 +14,10 @@ use anyhow::{Context, bail};
 use xshell::Shell;
 
 use super::budget::BUDGET_CONNECTIONS;
+use super::jwt::Issuer;
 use super::loadgen::{self, HttpResult};
-use super::processes::{Owned, free_port, redis_pipeline, wait_for_200};
-use super::report::{Machine, Point, Report, Startup};
+use super::processes::{Owned, free_port, http_get, redis_pipeline, wait_for_200};
+use super::report::{CURRENT, Machine, Point, Report, Startup};
 use super::scenarios::{self, Scenario};
 use super::{Binary, Settings, observe, procfs};
 
@@ -45,9 +47,12 @@ pub fn run(
         .prefix("cart-service-bench-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    for scenario in Scenario::ALL {
-        std::fs::write(script(dir.path(), scenario), scenario.wrk_script())?;
+    // An authenticated scenario's script is written as its service starts, with fresh tokens.
+    for scenario in Scenario::ALL.into_iter().filter(|s| !s.authenticated()) {
+        std::fs::write(script(dir.path(), scenario), scenario.wrk_script(&[]))?;
     }
+    let issuer = Issuer::generate()?;
+    issuer.write_public_key(dir.path())?;
     let redis_port = free_port()?;
     let mut redis = Owned::spawn(
         sh,
@@ -59,22 +64,29 @@ pub fn run(
     redis_pipeline(redis_port, &scenarios::prefill_commands()).context("pre-filling redis")?;
 
     println!("==> starting cart-service {READY_STARTS} times to time readiness");
-    let (mut service, startup) = start_timed(sh, redis_port)?;
+    let (service, startup) = start_timed(sh, redis_port)?;
     println!(
         "    ready in {:?} ms; idle RSS {} MiB",
         startup.ready_ms,
         super::report::mib(startup.idle_rss_kib)
     );
-    warm_up(sh, settings, &service, dir.path())?;
-    let mut points = measure_points(
+    let mut points = on_shared_service(
         sh,
         settings,
-        &mut service,
+        service,
         redis_port,
         dir.path(),
         &settings.connections,
     )?;
-    service.process.stop()?;
+    points.extend(on_own_services(
+        sh,
+        settings,
+        &Binary::current(),
+        redis_port,
+        dir.path(),
+        &issuer,
+        &settings.connections,
+    )?);
     if let Some(other) = settings.other()
         && settings.connections.contains(&BUDGET_CONNECTIONS)
     {
@@ -84,17 +96,24 @@ pub fn run(
         );
         let port = free_port()?;
         let invocation = super::service(&other.path, port, redis_port, None);
-        let (mut service, _) = start(sh, &invocation, port, Stdio::null())?;
-        warm_up(sh, settings, &service, dir.path())?;
-        let theirs = measure_points(
+        let (service, _) = start(sh, &invocation, port, Stdio::null())?;
+        let mut theirs = on_shared_service(
             sh,
             settings,
-            &mut service,
+            service,
             redis_port,
             dir.path(),
             &[BUDGET_CONNECTIONS],
         )?;
-        service.process.stop()?;
+        theirs.extend(on_own_services(
+            sh,
+            settings,
+            &other,
+            redis_port,
+            dir.path(),
+            &issuer,
+            &[BUDGET_CONNECTIONS],
+        )?);
         points.extend(theirs.into_iter().map(|point| Point {
             binary: other.label.clone(),
             ..point
@@ -178,16 +197,122 @@ fn wait_for_redis(redis: &mut Owned, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Each scenario for [`WARM_UP_SECONDS`], so the first point does not pay for cold caches.
-fn warm_up(sh: &Shell, settings: &Settings, service: &Running, dir: &Path) -> anyhow::Result<()> {
-    for &scenario in &settings.scenarios {
+/// The chosen scenarios that need no variables of their own, on `service` (a baseline
+/// one), warmed up first; stops it.
+fn on_shared_service(
+    sh: &Shell,
+    settings: &Settings,
+    mut service: Running,
+    redis_port: u16,
+    dir: &Path,
+    connections: &[u32],
+) -> anyhow::Result<Vec<Point>> {
+    let scenarios: Vec<Scenario> = settings
+        .scenarios
+        .iter()
+        .copied()
+        .filter(|s| !s.authenticated())
+        .collect();
+    warm_up(sh, &service, &scenarios, dir)?;
+    let points = measure_points(
+        sh,
+        settings,
+        &mut service,
+        redis_port,
+        dir,
+        &scenarios,
+        connections,
+    )?;
+    service.process.stop()?;
+    Ok(points)
+}
+
+/// Each chosen authenticated scenario on a service of `binary` of its own, started with
+/// the scenario's `AUTH_*` variables, its script written with tokens `issuer` signs just
+/// now so their hour starts with it. A service that answers without a token is an error
+/// for the current binary; an `--against` revision from before authentication is only
+/// left out of the scenario, since its figures would be plain `get`'s.
+fn on_own_services(
+    sh: &Shell,
+    settings: &Settings,
+    binary: &Binary,
+    redis_port: u16,
+    dir: &Path,
+    issuer: &Issuer,
+    connections: &[u32],
+) -> anyhow::Result<Vec<Point>> {
+    let mut points = Vec::new();
+    for &scenario in settings.scenarios.iter().filter(|s| s.authenticated()) {
+        let tokens = scenarios::bearer_tokens(|user| issuer.token(user))?;
+        std::fs::write(script(dir, scenario), scenario.wrk_script(&tokens))?;
+        let port = free_port()?;
+        let invocation = super::scenario_service(&binary.path, port, redis_port, scenario, dir);
+        let (mut service, _) = start(sh, &invocation, port, Stdio::null())?;
+        match refuses_without_token(port) {
+            Ok(()) => {}
+            Err(error) if binary.label != CURRENT => {
+                println!(
+                    "==> {} not measured for the {} binary: {error:#}",
+                    scenario.name(),
+                    binary.label
+                );
+                service.process.stop()?;
+                continue;
+            }
+            Err(error) => {
+                return Err(error.context(format!(
+                    "{} on the {} binary",
+                    scenario.name(),
+                    binary.label
+                )));
+            }
+        }
+        warm_up(sh, &service, &[scenario], dir)?;
+        points.extend(measure_points(
+            sh,
+            settings,
+            &mut service,
+            redis_port,
+            dir,
+            &[scenario],
+            connections,
+        )?);
+        service.process.stop()?;
+    }
+    Ok(points)
+}
+
+/// Fails unless the service on `port` answers a cart request without a token with 401,
+/// which proves it checks tokens.
+fn refuses_without_token(port: u16) -> anyhow::Result<()> {
+    let path = "/v1/cart/g-0";
+    let (status, _) = http_get(port, path)
+        .with_context(|| format!("GET {path} without a token on 127.0.0.1:{port}"))?;
+    if status != 401 {
+        bail!(
+            "GET {path} without a token answered {status}, not 401: the service does not check \
+             tokens with AUTH_MODE=jwt"
+        );
+    }
+    Ok(())
+}
+
+/// Each of `scenarios` for [`WARM_UP_SECONDS`], so the first point does not pay for cold
+/// caches.
+fn warm_up(
+    sh: &Shell,
+    service: &Running,
+    scenarios: &[Scenario],
+    dir: &Path,
+) -> anyhow::Result<()> {
+    for &scenario in scenarios {
         let url = url(service.port, scenario);
         run_wrk(sh, &script(dir, scenario), &url, 64, WARM_UP_SECONDS)?;
     }
     Ok(())
 }
 
-/// Every scenario at each of `connections`; at the budget's, the median of
+/// Each of `scenarios` at each of `connections`; at the budget's, the median of
 /// [`BUDGET_REPEATS`] pairs.
 fn measure_points(
     sh: &Shell,
@@ -195,10 +320,11 @@ fn measure_points(
     service: &mut Running,
     redis_port: u16,
     dir: &Path,
+    scenarios: &[Scenario],
     connections: &[u32],
 ) -> anyhow::Result<Vec<Point>> {
     let mut points = Vec::new();
-    for &scenario in &settings.scenarios {
+    for &scenario in scenarios {
         for &connections in connections {
             let repeats =
                 if connections == BUDGET_CONNECTIONS && scenario.redis_equivalent().is_some() {
