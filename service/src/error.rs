@@ -4,8 +4,7 @@
 //! Internal causes (Redis errors, panics) are logged here and never written into the
 //! response body, so no client ever sees a Redis reply or a Rust debug string.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +14,7 @@ use utoipa::ToSchema;
 use crate::auth::Denied;
 use crate::domain::Invalid;
 use crate::store::StoreError;
+use crate::telemetry::throttle::Throttle;
 
 /// `pub type Result<T> = Result<T, Error>` for handlers and the layers around them.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -219,28 +219,15 @@ impl IntoResponse for Error {
 pub const UNAVAILABLE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 fn log_unavailable(cause: &StoreError) {
-    /// When the last line was written, and the failures since.
-    static LAST: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
-    let not_logged = {
-        let Ok(mut last) = LAST.lock() else {
-            return;
-        };
-        match &mut *last {
-            Some((at, count)) if at.elapsed() < UNAVAILABLE_LOG_INTERVAL => {
-                *count += 1;
-                return;
-            }
-            last => last
-                .replace((Instant::now(), 0))
-                .map_or(0, |(_, count)| count),
-        }
-    };
-    tracing::warn!(
-        cause = %cause,
-        failed_requests_not_logged = not_logged,
-        interval_s = UNAVAILABLE_LOG_INTERVAL.as_secs(),
-        "redis unavailable; further failures within the interval are counted, not logged"
-    );
+    static THROTTLE: Throttle = Throttle::new(UNAVAILABLE_LOG_INTERVAL);
+    if let Some(not_logged) = THROTTLE.admit() {
+        tracing::warn!(
+            cause = %cause,
+            failed_requests_not_logged = not_logged,
+            interval_s = UNAVAILABLE_LOG_INTERVAL.as_secs(),
+            "redis unavailable; further failures within the interval are counted, not logged"
+        );
+    }
 }
 
 impl Error {

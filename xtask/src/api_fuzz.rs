@@ -26,13 +26,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl flags::ApiFuzz {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let plan = Plan::new(
-            free_port()?,
-            free_port()?,
-            Path::new("<temp dir>"),
-            self.max_time,
-        );
+        let (port, redis_port) = (free_port()?, free_port()?);
         if self.dry_run {
+            let plan = Plan::new(port, redis_port, Path::new("<temp dir>"), self.max_time);
             println!("{plan}");
             return Ok(());
         }
@@ -47,7 +43,7 @@ impl flags::ApiFuzz {
             .prefix("cart-service-api-fuzz-")
             .tempdir()
             .context("cannot create a temporary directory for redis-server")?;
-        let plan = Plan::new(plan.port, plan.redis_port, redis_dir.path(), self.max_time);
+        let plan = Plan::new(port, redis_port, redis_dir.path(), self.max_time);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

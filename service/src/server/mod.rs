@@ -12,8 +12,8 @@ mod connection;
 pub mod limits;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::HttpConfig;
+use crate::telemetry::throttle::Throttle;
 use connection::Slot;
 
 /// The server's connections, from the first accept to the end of shutdown.
@@ -127,8 +128,7 @@ fn builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
 #[derive(Debug)]
 struct Refused {
     counter: Counter,
-    /// When the last line was written, and the refusals since.
-    last_line: Mutex<(Option<Instant>, u64)>,
+    lines: Throttle,
 }
 
 /// How often refusals at the cap are logged.
@@ -138,7 +138,7 @@ impl Refused {
     fn new(counter: Counter) -> Self {
         Self {
             counter,
-            last_line: Mutex::new((None, 0)),
+            lines: Throttle::new(REFUSED_LOG_INTERVAL),
         }
     }
 
@@ -146,20 +146,12 @@ impl Refused {
     fn refuse(&self, stream: TcpStream) {
         drop(stream);
         self.counter.increment(1);
-        let Ok(mut last) = self.last_line.lock() else {
-            return;
-        };
-        let (at, refused) = &mut *last;
-        *refused += 1;
-        if at.is_some_and(|at| at.elapsed() < REFUSED_LOG_INTERVAL) {
-            return;
+        if let Some(not_logged) = self.lines.admit() {
+            tracing::warn!(
+                refused = not_logged + 1,
+                interval_s = REFUSED_LOG_INTERVAL.as_secs(),
+                "HTTP_MAX_CONNECTIONS connections are open; refusing new ones (one line per interval at most)"
+            );
         }
-        tracing::warn!(
-            refused = *refused,
-            interval_s = REFUSED_LOG_INTERVAL.as_secs(),
-            "HTTP_MAX_CONNECTIONS connections are open; refusing new ones (one line per interval at most)"
-        );
-        *at = Some(Instant::now());
-        *refused = 0;
     }
 }

@@ -12,6 +12,7 @@
 pub mod http;
 pub mod logs;
 pub mod otel;
+pub mod throttle;
 
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
