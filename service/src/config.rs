@@ -7,6 +7,7 @@
 //! knows what to fix. The configuration is plain data: it calls nothing. The Redis TLS
 //! files are read while parsing, in [`tls`], so the data holds their checked contents.
 
+mod store;
 mod tls;
 
 use std::net::SocketAddr;
@@ -16,8 +17,8 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
 
+pub use store::{RedisConfig, RedisMode};
 pub use tls::PemFile;
 
 /// The command line: the service itself, or one of its helper subcommands.
@@ -135,52 +136,6 @@ pub struct HttpConfig {
     pub http2_keep_alive_timeout: Duration,
 }
 
-/// The Redis server and the connections to it.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RedisConfig {
-    /// Redis URL: redis:// or rediss:// (TLS), with optional user, password and database.
-    #[arg(long = "redis-url", env = "REDIS_URL", value_name = "REDIS_URL",
-          default_value = "redis://127.0.0.1:6379", hide_env_values = true,
-          value_parser = redis_url)]
-    pub url: ConnectionInfo,
-
-    /// Time to wait for each Redis reply before answering 503, in milliseconds.
-    #[arg(long = "redis-response-timeout-ms", env = "REDIS_RESPONSE_TIMEOUT_MS",
-          value_name = "REDIS_RESPONSE_TIMEOUT_MS", default_value = "500",
-          value_parser = millis(1..=60_000))]
-    pub response_timeout: Duration,
-
-    /// Multiplexed Redis connections, used round-robin; each one pipelines the commands of
-    /// many requests.
-    #[arg(long = "redis-connections", env = "REDIS_CONNECTIONS",
-          value_name = "REDIS_CONNECTIONS", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub connections: u16,
-
-    /// Time to wait for a new Redis connection (TCP, TLS and handshake), in milliseconds.
-    #[arg(long = "redis-connect-timeout-ms", env = "REDIS_CONNECT_TIMEOUT_MS",
-          value_name = "REDIS_CONNECT_TIMEOUT_MS", default_value = "1000",
-          value_parser = millis(1..=60_000))]
-    pub connect_timeout: Duration,
-
-    /// PEM file of the CA (or CAs) a `rediss://` server's certificate is verified against,
-    /// instead of the public roots; read at startup.
-    #[arg(long = "redis-ca-file", env = "REDIS_CA_FILE", value_name = "REDIS_CA_FILE",
-          value_parser = pem_certificates)]
-    pub ca_file: Option<PemFile>,
-
-    /// PEM file of the client certificate (and its chain) presented to a `rediss://` server
-    /// that requires one, with `REDIS_CLIENT_KEY_FILE`; read at startup.
-    #[arg(long = "redis-client-cert-file", env = "REDIS_CLIENT_CERT_FILE",
-          value_name = "REDIS_CLIENT_CERT_FILE", value_parser = pem_certificates)]
-    pub client_cert_file: Option<PemFile>,
-
-    /// PEM file of the private key of `REDIS_CLIENT_CERT_FILE`; read at startup.
-    #[arg(long = "redis-client-key-file", env = "REDIS_CLIENT_KEY_FILE",
-          value_name = "REDIS_CLIENT_KEY_FILE", value_parser = pem_private_key)]
-    pub client_key_file: Option<PemFile>,
-}
-
 /// The limits of a cart.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CartConfig {
@@ -225,8 +180,11 @@ pub struct LoggingConfig {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub file_max_files: u32,
 
-    /// Log filter in `tracing` `EnvFilter` syntax, e.g. `info,cart_service=debug`.
-    #[arg(long = "log-filter", env = "RUST_LOG", value_name = "RUST_LOG", default_value = "info",
+    /// Log filter in `tracing` `EnvFilter` syntax, e.g. `info,cart_service=debug`. redis-rs
+    /// logs errors only by default: in a cluster failover it writes a line per reconnect
+    /// attempt and slot refresh (thousands a second), and the service logs the outage itself.
+    #[arg(long = "log-filter", env = "RUST_LOG", value_name = "RUST_LOG",
+          default_value = "info,redis=error",
           value_parser = log_filter)]
     pub filter: String,
 }
@@ -505,7 +463,7 @@ impl Config {
                 ),
             });
         }
-        tls::validate(&self.redis)?;
+        self.redis.validate()?;
         self.auth.validate()
     }
 
@@ -580,7 +538,9 @@ impl AuthConfig {
 }
 
 /// Milliseconds within `range`, as a duration.
-fn millis(range: RangeInclusive<u64>) -> impl clap::builder::TypedValueParser<Value = Duration> {
+pub(super) fn millis(
+    range: RangeInclusive<u64>,
+) -> impl clap::builder::TypedValueParser<Value = Duration> {
     clap::value_parser!(u64)
         .range(range)
         .map(Duration::from_millis)
@@ -591,26 +551,6 @@ fn seconds(range: RangeInclusive<u64>) -> impl clap::builder::TypedValueParser<V
     clap::value_parser!(u64)
         .range(range)
         .map(Duration::from_secs)
-}
-
-fn redis_url(value: &str) -> Result<ConnectionInfo, String> {
-    let info = value.into_connection_info().map_err(|e| e.to_string())?;
-    if let ConnectionAddr::TcpTls { insecure: true, .. } = info.addr() {
-        return Err(
-            "#insecure would skip verifying the server's certificate, which this \
-                    service never does; trust a private CA with REDIS_CA_FILE instead"
-                .to_owned(),
-        );
-    }
-    Ok(info)
-}
-
-fn pem_certificates(value: &str) -> Result<PemFile, String> {
-    PemFile::certificates(value.as_ref())
-}
-
-fn pem_private_key(value: &str) -> Result<PemFile, String> {
-    PemFile::private_key(value.as_ref())
 }
 
 fn file_path(value: &str) -> Result<PathBuf, String> {

@@ -135,6 +135,11 @@ impl Error {
             Self::Internal(_) => {
                 "the server hit an unexpected condition; it has been logged".to_owned()
             }
+            Self::Unavailable(Some(StoreError::NotReplicated { .. })) => {
+                "the change reached the cart store but no replica confirmed it in time; it may \
+                 or may not be kept: retry shortly (with the same Idempotency-Key for an add)"
+                    .to_owned()
+            }
             Self::Unavailable(_) => {
                 "the cart store did not answer in time; retry shortly".to_owned()
             }

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::routes;
 use crate::server::Server;
 use crate::state::AppState;
-use crate::store::{Limits, RedisConnection, Store};
+use crate::store::{Limits, RedisConnection, Replication, Store};
 
 /// A bound, not yet running service.
 #[derive(Debug)]
@@ -39,7 +39,8 @@ impl Application {
                 format!("invalid REDIS_URL: {e}"),
             )
         })?;
-        let store = Store::new(redis, Limits::from_config(&config));
+        let store = Store::new(redis, Limits::from_config(&config))
+            .with_replication(Replication::from_config(&config));
         let listener = TcpListener::bind(config.http.listen_addr).await?;
         let state = AppState::new(store, config, auth);
         Ok(Self::with_router(listener, routes::router(&state), state))

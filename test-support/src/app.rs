@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use cart_service::auth::Authenticator;
-use cart_service::config::Config;
+use cart_service::config::{Config, RedisMode};
 use cart_service::routes;
 use cart_service::startup::Application;
 use cart_service::state::AppState;
-use cart_service::store::{Limits, RedisConnection, Store};
+use cart_service::store::{Limits, RedisConnection, Replication, Store};
 use tokio::sync::oneshot;
 
 use crate::poll::eventually;
@@ -115,10 +115,15 @@ pub async fn spawn_app_unready(
     extra: impl FnOnce(axum::Router<AppState>) -> axum::Router<AppState>,
 ) -> TestApp {
     let mut config = Config::for_local(redis_url);
+    // A list of URLs is a cluster's seed nodes (the shared cluster under CART_TEST_REDIS=cluster).
+    if redis_url.contains(',') {
+        config.redis.mode = RedisMode::Cluster;
+    }
     adjust(&mut config);
     config.validate().expect("test configuration is valid");
     let redis = RedisConnection::start(&config).expect("valid redis url");
-    let store = Store::new(redis, Limits::from_config(&config));
+    let store = Store::new(redis, Limits::from_config(&config))
+        .with_replication(Replication::from_config(&config));
     let listener = tokio::net::TcpListener::bind(config.http.listen_addr)
         .await
         .expect("bind a free port");

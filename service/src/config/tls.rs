@@ -107,7 +107,10 @@ pub(super) fn validate(redis: &RedisConfig) -> Result<(), ConfigError> {
         ("REDIS_CLIENT_CERT_FILE", redis.client_cert_file.is_some()),
         ("REDIS_CLIENT_KEY_FILE", redis.client_key_file.is_some()),
     ];
-    let is_tls = matches!(redis.url.addr(), ConnectionAddr::TcpTls { .. });
+    let is_tls = redis
+        .urls
+        .iter()
+        .any(|node| matches!(node.addr(), ConnectionAddr::TcpTls { .. }));
     if let Some((variable, _)) = set.into_iter().find(|(_, is_set)| *is_set)
         && !is_tls
     {

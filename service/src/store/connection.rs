@@ -1,5 +1,6 @@
-//! The one Redis connection: a redis-rs `MultiplexedConnection` shared by every request,
-//! kept alive by a supervisor task.
+//! The one Redis connection: a redis-rs `MultiplexedConnection` shared by every request
+//! (in cluster mode a `ClusterConnection`, one multiplexed connection to each node), kept
+//! alive by a supervisor task.
 //!
 //! redis-rs's `ConnectionManager` was the first choice, but it makes every command issued
 //! while it reconnects wait for the reconnect (with its own retry schedule), which turns
@@ -14,8 +15,15 @@
 //!   row (a partition where no reset ever arrives), is replaced; TCP keepalive and
 //!   `TCP_USER_TIMEOUT` catch dead peers the kernel can see.
 //!
-//! The socket under each connection is [`Coalescing`]: commands that handlers issue in the
-//! same turn of the scheduler leave in one write, and Redis answers them in one. A
+//! In cluster mode the supervisor makes the first connection (to any seed node) the same
+//! way; after that redis-rs keeps the node connections: it follows MOVED and ASK, refreshes
+//! the slot map after a failover or resharding, reconnects to a lost node and, having lost
+//! them all, to the seeds. So a cluster connection is never retired here; a request whose
+//! node is down fails within the response timeout (a 503) instead of at once.
+//!
+//! The socket under each connection (each node's, in cluster mode) is [`Coalescing`]:
+//! commands that handlers issue in the same turn of the scheduler leave in one write, and
+//! Redis answers them in one. A
 //! `rediss://` connection verifies the server's certificate and name against the public
 //! roots or `REDIS_CA_FILE`, and presents the client certificate when one is configured.
 
@@ -26,12 +34,14 @@ use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::{ClusterConnection, Connect};
 use redis::io::tcp::socket2;
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use redis::{
-    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, RedisResult,
-    TlsCertificates,
+    AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, ConnectionAddr, ConnectionInfo,
+    IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsCertificates, Value,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
@@ -40,7 +50,7 @@ use tracing::field::Empty;
 
 use super::StoreError;
 use super::coalesce::Coalescing;
-use crate::config::Config;
+use crate::config::{Config, RedisConfig, RedisMode};
 
 /// First reconnect delay; it doubles each failed attempt up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -51,6 +61,9 @@ pub const MAX_CONSECUTIVE_TIMEOUTS: u32 = 3;
 /// While disconnected, requests may pull the next attempt forward, but no closer than this
 /// to the previous one, so a burst of traffic cannot turn into a reconnect storm.
 const NUDGE_SPACING: Duration = Duration::from_millis(250);
+
+/// Attempts redis-rs makes for a cluster command whose node failed, after the first.
+const CLUSTER_RETRIES: u32 = 3;
 
 /// `redis_command_duration_seconds` by command.
 static COMMAND_DURATION: LazyLock<RwLock<HashMap<&'static str, metrics::Histogram>>> =
@@ -64,9 +77,7 @@ pub struct RedisConnection {
 
 #[derive(Debug)]
 struct Inner {
-    info: ConnectionInfo,
-    client: Client,
-    config: AsyncConnectionConfig,
+    target: Target,
     /// `server.address` of the CLIENT spans, shared by all of them.
     server_address: Box<str>,
     server_port: u16,
@@ -77,30 +88,130 @@ struct Inner {
     closed: AtomicBool,
 }
 
-/// One multiplexed connection and the state its supervisor keeps.
+/// What the supervisor connects to.
+#[derive(Debug)]
+enum Target {
+    Standalone {
+        info: ConnectionInfo,
+        client: Client,
+        config: AsyncConnectionConfig,
+    },
+    Cluster(ClusterClient),
+}
+
+/// A connection to Redis, as commands see it: to one server, or to a cluster, where each
+/// command goes to the node that serves its key's slot.
+#[derive(Clone)]
+pub enum Connection {
+    Standalone(MultiplexedConnection),
+    Cluster(ClusterConnection<CoalescedNode>),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Standalone(_) => "Connection::Standalone",
+            Self::Cluster(_) => "Connection::Cluster",
+        })
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Standalone(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Standalone(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Standalone(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+/// A cluster node's connection: a `MultiplexedConnection` over a [`Coalescing`] socket,
+/// like the standalone one. Our own type only because redis-rs opens a cluster's node
+/// connections through its `Connect` trait, and its own implementation writes unbuffered.
+#[derive(Debug, Clone)]
+pub struct CoalescedNode(MultiplexedConnection);
+
+impl ConnectionLike for CoalescedNode {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
+
+impl Connect for CoalescedNode {
+    fn connect_with_config<'a, T>(info: T, config: AsyncConnectionConfig) -> RedisFuture<'a, Self>
+    where
+        T: IntoConnectionInfo + Send + 'a,
+    {
+        Box::pin(async move {
+            let info = info.into_connection_info()?;
+            let connection = match info.addr() {
+                ConnectionAddr::Tcp(..) => open_tcp(&info, &config).await?,
+                _ => {
+                    Client::open(info)?
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?
+                }
+            };
+            Ok(Self(connection))
+        })
+    }
+}
+
+/// One connection and the state its supervisor keeps.
 #[derive(Debug, Default)]
 struct Slot {
-    current: ArcSwapOption<MultiplexedConnection>,
+    current: ArcSwapOption<Connection>,
     wake: Notify,
     consecutive_timeouts: AtomicU32,
 }
 
-/// `REDIS_URL` with the TCP settings every connection uses.
-fn connection_info(config: &Config) -> ConnectionInfo {
+/// The TCP settings every connection uses: keepalive and `TCP_USER_TIMEOUT` catch peers
+/// that vanished without a reset.
+fn tcp_settings() -> TcpSettings {
     let keepalive = TcpKeepalive::new()
         .with_time(Duration::from_secs(10))
         .with_interval(Duration::from_secs(5))
         .with_retries(3);
-    let tcp = TcpSettings::default()
+    TcpSettings::default()
         .set_nodelay(true)
         .set_keepalive(keepalive)
-        .set_user_timeout(Duration::from_secs(10));
-    config.redis.url.clone().set_tcp_settings(tcp)
+        .set_user_timeout(Duration::from_secs(10))
 }
 
-/// A client for `info`, with the TLS files of the configuration when there are any.
-fn client(config: &Config, info: ConnectionInfo) -> RedisResult<Client> {
-    let redis = &config.redis;
+/// The TLS files of the configuration, when there are any.
+fn certificates(redis: &RedisConfig) -> Option<TlsCertificates> {
     let client_tls = redis
         .client_cert_file
         .as_ref()
@@ -110,37 +221,64 @@ fn client(config: &Config, info: ConnectionInfo) -> RedisResult<Client> {
             client_key: key.contents().to_vec(),
         });
     let root_cert = redis.ca_file.as_ref().map(|ca| ca.contents().to_vec());
-    if client_tls.is_none() && root_cert.is_none() {
-        return Client::open(info);
+    (client_tls.is_some() || root_cert.is_some()).then_some(TlsCertificates {
+        client_tls,
+        root_cert,
+    })
+}
+
+/// What to connect to, as the configuration says.
+fn target(redis: &RedisConfig) -> RedisResult<Target> {
+    let tcp = tcp_settings();
+    match redis.mode {
+        RedisMode::Standalone => {
+            let info = redis.url().clone().set_tcp_settings(tcp);
+            let client = match certificates(redis) {
+                Some(certificates) => Client::build_with_tls(info.clone(), certificates)?,
+                None => Client::open(info.clone())?,
+            };
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(redis.connect_timeout))
+                .set_response_timeout(Some(redis.response_timeout));
+            Ok(Target::Standalone {
+                info,
+                client,
+                config,
+            })
+        }
+        RedisMode::Cluster => {
+            // Redirections (MOVED, ASK) are followed at once; a node that fails is retried
+            // a few times, shortly, within twice the response timeout all told, so a
+            // request for a failed primary's slots ends in a 503 rather than waiting out the
+            // failover.
+            let mut builder = ClusterClientBuilder::new(redis.urls.clone())
+                .connection_timeout(redis.connect_timeout)
+                .response_timeout(redis.response_timeout)
+                .overall_response_timeout(Some(redis.response_timeout * 2))
+                .retries(CLUSTER_RETRIES)
+                .min_retry_wait(10)
+                .max_retry_wait(200)
+                .tcp_settings(tcp);
+            if let Some(certificates) = certificates(redis) {
+                builder = builder.certs(certificates);
+            }
+            builder.build().map(Target::Cluster)
+        }
     }
-    Client::build_with_tls(
-        info,
-        TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
 }
 
 impl RedisConnection {
     /// Starts the supervisor, which connects in the background; returns at once.
     pub fn start(config: &Config) -> RedisResult<Self> {
-        let info = connection_info(config);
-        let (server_address, server_port) = match info.addr() {
+        let (server_address, server_port) = match config.redis.url().addr() {
             ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
                 (host.clone(), *port)
             }
             ConnectionAddr::Unix(path) => (path.display().to_string(), 0),
             _ => (String::new(), 0),
         };
-        let client = client(config, info.clone())?;
-        let connection_config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(config.redis.connect_timeout))
-            .set_response_timeout(Some(config.redis.response_timeout));
         let inner = Arc::new(Inner {
-            info,
-            client,
-            config: connection_config,
+            target: target(&config.redis)?,
             server_address: server_address.into(),
             server_port,
             connect_timeout: config.redis.connect_timeout + config.redis.response_timeout,
@@ -172,7 +310,7 @@ impl RedisConnection {
     /// keys), and every run records `redis_command_duration_seconds{command}`.
     pub async fn run<T, F, Fut>(&self, command: &'static str, operation: F) -> Result<T, StoreError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let slots = &self.inner.slots;
@@ -212,7 +350,8 @@ impl RedisConnection {
             Err(error) => {
                 span.record("otel.status_code", "ERROR");
                 span.record("otel.status_message", error.to_string());
-                if is_dead(&error, &slot.consecutive_timeouts) {
+                let standalone = matches!(*connection, Connection::Standalone(_));
+                if standalone && is_dead(&error, &slot.consecutive_timeouts) {
                     tracing::warn!(error = %error, "redis connection lost; reconnecting");
                     slot.current.compare_and_swap(&Some(connection), None);
                     slot.wake.notify_one();
@@ -290,9 +429,10 @@ async fn supervise(inner: Arc<Inner>, index: usize) {
     }
 }
 
-async fn connect(inner: &Inner) -> RedisResult<MultiplexedConnection> {
+async fn connect(inner: &Inner) -> RedisResult<Connection> {
     let attempt = async {
-        let mut connection = open(inner).await?;
+        let mut connection = open(&inner.target).await?;
+        // In a cluster PING goes to every primary: connected means every slot answers.
         redis::cmd("PING")
             .query_async::<()>(&mut connection)
             .await?;
@@ -306,42 +446,69 @@ async fn connect(inner: &Inner) -> RedisResult<MultiplexedConnection> {
     }
 }
 
-/// Opens the socket and starts redis-rs's connection task over it. Plain TCP and Unix
-/// sockets get [`Coalescing`] writes; TLS goes through redis-rs's own connector (rustls
-/// holds its records in a buffer of its own).
-async fn open(inner: &Inner) -> RedisResult<MultiplexedConnection> {
-    match inner.info.addr() {
-        ConnectionAddr::Tcp(host, port) => {
-            let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
-            let settings = inner.info.tcp_settings();
-            stream.set_nodelay(settings.nodelay())?;
-            let socket = socket2::SockRef::from(&stream);
-            if let Some(keepalive) = settings.keepalive() {
-                socket.set_tcp_keepalive(keepalive)?;
-            }
-            socket.set_tcp_user_timeout(settings.user_timeout())?;
-            multiplexed(inner, stream).await
+/// Opens a connection. Plain TCP and Unix sockets get [`Coalescing`] writes; TLS goes
+/// through redis-rs's own connector (rustls holds its records in a buffer of its own).
+async fn open(target: &Target) -> RedisResult<Connection> {
+    let (info, client, config) = match target {
+        Target::Standalone {
+            info,
+            client,
+            config,
+        } => (info, client, config),
+        Target::Cluster(client) => {
+            // How redis-rs takes a node connection type of the caller's.
+            let connection = client
+                .get_async_generic_connection::<CoalescedNode>()
+                .await?;
+            return Ok(Connection::Cluster(connection));
         }
+    };
+    let connection = match info.addr() {
+        ConnectionAddr::Tcp(..) => open_tcp(info, config).await?,
         ConnectionAddr::Unix(path) => {
-            multiplexed(inner, tokio::net::UnixStream::connect(path).await?).await
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            multiplexed(info, config, stream).await?
         }
         _ => {
-            inner
-                .client
-                .get_multiplexed_async_connection_with_config(&inner.config)
-                .await
+            client
+                .get_multiplexed_async_connection_with_config(config)
+                .await?
         }
-    }
+    };
+    Ok(Connection::Standalone(connection))
 }
 
-async fn multiplexed<S>(inner: &Inner, stream: S) -> RedisResult<MultiplexedConnection>
+/// A TCP connection to `info` with its TCP settings, over a [`Coalescing`] socket.
+async fn open_tcp(
+    info: &ConnectionInfo,
+    config: &AsyncConnectionConfig,
+) -> RedisResult<MultiplexedConnection> {
+    let ConnectionAddr::Tcp(host, port) = info.addr() else {
+        unreachable!("open_tcp is called for TCP addresses only")
+    };
+    let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+    let settings = info.tcp_settings();
+    stream.set_nodelay(settings.nodelay())?;
+    let socket = socket2::SockRef::from(&stream);
+    if let Some(keepalive) = settings.keepalive() {
+        socket.set_tcp_keepalive(keepalive)?;
+    }
+    socket.set_tcp_user_timeout(settings.user_timeout())?;
+    multiplexed(info, config, stream).await
+}
+
+async fn multiplexed<S>(
+    info: &ConnectionInfo,
+    config: &AsyncConnectionConfig,
+    stream: S,
+) -> RedisResult<MultiplexedConnection>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (connection, driver) = MultiplexedConnection::new_with_config(
-        inner.info.redis_settings(),
+        info.redis_settings(),
         Coalescing::new(stream),
-        inner.config.clone(),
+        config.clone(),
     )
     .await?;
     // The task ends by itself once every handle to the connection is dropped.

@@ -11,12 +11,12 @@ mod connection;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, Cmd, ErrorKind, Script, ServerErrorKind, Value};
 
 use crate::config::Config;
 use crate::domain::{Id, IdempotencyKey};
 
-pub use connection::RedisConnection;
+pub use connection::{Connection, RedisConnection};
 
 /// How long a finished request's response is kept for replay.
 pub const IDEMPOTENCY_RECORD_TTL: Duration = Duration::from_hours(24);
@@ -38,6 +38,10 @@ pub enum StoreError {
     /// Redis holds something this service never writes.
     #[error("unexpected data in redis: {0}")]
     Corrupt(String),
+    /// The write was applied on the primary, but fewer replicas than `REDIS_WAIT_REPLICAS`
+    /// confirmed it in `REDIS_WAIT_TIMEOUT_MS`: it may be lost in a failover.
+    #[error("the write reached {acknowledged} of {wanted} replicas in time")]
+    NotReplicated { acknowledged: i64, wanted: u8 },
 }
 
 /// The caps and lifetimes every write obeys.
@@ -82,17 +86,48 @@ pub struct Idempotency<'a> {
     pub fingerprint: &'a str,
 }
 
+/// How many replicas a write must reach before it is answered, and for how long to wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Replication {
+    pub replicas: u8,
+    pub timeout: Duration,
+}
+
+impl Replication {
+    /// `None` when writes do not wait (`REDIS_WAIT_REPLICAS=0`).
+    #[must_use]
+    pub fn from_config(config: &Config) -> Option<Self> {
+        let redis = &config.redis;
+        (redis.wait_replicas > 0).then_some(Self {
+            replicas: redis.wait_replicas,
+            timeout: redis.wait_timeout,
+        })
+    }
+}
+
 /// The typed cart operations. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     redis: RedisConnection,
     limits: Limits,
+    replication: Option<Replication>,
 }
 
 impl Store {
     #[must_use]
     pub fn new(redis: RedisConnection, limits: Limits) -> Self {
-        Self { redis, limits }
+        Self {
+            redis,
+            limits,
+            replication: None,
+        }
+    }
+
+    /// Makes every write wait for replicas as `replication` says.
+    #[must_use]
+    pub fn with_replication(mut self, replication: Option<Replication>) -> Self {
+        self.replication = replication;
+        self
     }
 
     #[must_use]
@@ -115,25 +150,29 @@ impl Store {
         quantity: u32,
         idempotency: Option<Idempotency<'_>>,
     ) -> Result<Added, StoreError> {
-        let mut invocation = ADD_ITEM.key(cart_key(user));
-        invocation
-            .arg(product.as_str())
+        let cart = cart_key(user);
+        let mut call = match idempotency {
+            Some(Idempotency { key, .. }) => {
+                evalsha(&ADD_ITEM, &[&cart, &idempotency_key(user, key)])
+            }
+            None => evalsha(&ADD_ITEM, &[&cart]),
+        };
+        call.arg(product.as_str())
             .arg(quantity)
             .arg(self.limits.max_quantity)
             .arg(self.limits.max_items)
             .arg(self.limits.ttl_seconds);
-        if let Some(Idempotency { key, fingerprint }) = idempotency {
-            invocation
-                .key(idempotency_key(user, key))
-                .arg(fingerprint)
-                .arg(IDEMPOTENCY_RECORD_TTL.as_secs());
+        if let Some(Idempotency { fingerprint, .. }) = idempotency {
+            call.arg(fingerprint).arg(IDEMPOTENCY_RECORD_TTL.as_secs());
         }
-        let reply: Vec<i64> = self
-            .redis
-            .run("EVALSHA", |mut conn| async move {
-                invocation.invoke_async(&mut conn).await
-            })
-            .await?;
+        let (reply, acknowledged) = self.write(&ADD_ITEM, call).await?;
+        let reply: Vec<i64> = redis::from_redis_value(reply)
+            .map_err(|e| StoreError::Corrupt(format!("add_item replied {e}")))?;
+        // A refusal changed nothing, so it needs no replica; anything else may be a change.
+        let changed = !matches!(*reply.as_slice(), [-1 | -2 | -4, _]);
+        if changed {
+            self.check_replicated(acknowledged)?;
+        }
         match *reply.as_slice() {
             [1, total] => Ok(Added::Total(to_u32(total)?)),
             [-1, current] => Ok(Added::QuantityCap {
@@ -158,23 +197,19 @@ impl Store {
         product: &Id,
         quantity: u32,
     ) -> Result<Option<u32>, StoreError> {
-        let mut invocation = SET_ITEM.key(cart_key(user));
-        invocation
-            .arg(product.as_str())
+        let mut call = evalsha(&SET_ITEM, &[&cart_key(user)]);
+        call.arg(product.as_str())
             .arg(quantity)
             .arg(self.limits.max_items)
             .arg(self.limits.ttl_seconds);
-        let result: i64 = self
-            .redis
-            .run("EVALSHA", |mut conn| async move {
-                invocation.invoke_async(&mut conn).await
-            })
-            .await?;
+        let (reply, acknowledged) = self.write(&SET_ITEM, call).await?;
+        let result: i64 = redis::from_redis_value(reply)
+            .map_err(|e| StoreError::Corrupt(format!("set_item replied {e}")))?;
         if result == -2 {
-            Ok(None)
-        } else {
-            to_u32(result).map(Some)
+            return Ok(None);
         }
+        self.check_replicated(acknowledged)?;
+        to_u32(result).map(Some)
     }
 
     /// The cart's lines, sorted by product id.
@@ -192,13 +227,88 @@ impl Store {
 
     /// Deletes the whole cart.
     pub async fn clear(&self, user: &Id) -> Result<(), StoreError> {
-        let key = cart_key(user);
+        let mut call = redis::cmd("DEL");
+        call.arg(cart_key(user));
+        let (_, acknowledged) = self.write_command("DEL", call, None).await?;
+        self.check_replicated(acknowledged)
+    }
+
+    /// Runs a script that writes: its reply, and how many replicas confirmed the write
+    /// when writes wait for them.
+    async fn write(
+        &self,
+        script: &'static Script,
+        call: Cmd,
+    ) -> Result<(Value, Option<i64>), StoreError> {
+        self.write_command("EVALSHA", call, Some(script)).await
+    }
+
+    /// Runs `call`, followed by `WAIT` in the same round trip (and, in a cluster, on the
+    /// same node, as both go in one pipeline) when writes wait for replicas. A script Redis
+    /// does not know yet (NOSCRIPT: a fresh or restarted node) is loaded and run again.
+    async fn write_command(
+        &self,
+        command: &'static str,
+        call: Cmd,
+        script: Option<&'static Script>,
+    ) -> Result<(Value, Option<i64>), StoreError> {
+        let replication = self.replication;
         self.redis
-            .run(
-                "DEL",
-                |mut conn| async move { conn.del::<_, ()>(key).await },
-            )
+            .run(command, |mut conn| async move {
+                let mut pipeline = redis::pipe();
+                pipeline.add_command(call);
+                if let Some(Replication { replicas, timeout }) = replication {
+                    pipeline
+                        .cmd("WAIT")
+                        .arg(replicas)
+                        .arg(timeout_millis(timeout));
+                }
+                let mut reply = match (pipeline.query_async::<Vec<Value>>(&mut conn).await, script)
+                {
+                    (Err(error), Some(script)) if is_noscript(&error) => {
+                        load(&mut conn, script).await?;
+                        pipeline.query_async::<Vec<Value>>(&mut conn).await?
+                    }
+                    (reply, _) => reply?,
+                };
+                let acknowledged = match (replication, reply.pop()) {
+                    (Some(_), Some(Value::Int(acknowledged))) => Some(acknowledged),
+                    (Some(_), other) => {
+                        return Err(redis::RedisError::from((
+                            ErrorKind::UnexpectedReturnType,
+                            "WAIT did not answer a number",
+                            format!("{other:?}"),
+                        )));
+                    }
+                    (None, last) => {
+                        reply.extend(last);
+                        None
+                    }
+                };
+                let value = reply.pop().ok_or_else(|| {
+                    redis::RedisError::from((
+                        ErrorKind::UnexpectedReturnType,
+                        "empty pipeline reply",
+                    ))
+                })?;
+                Ok((value, acknowledged))
+            })
             .await
+    }
+
+    /// An error when writes wait for replicas and fewer than asked confirmed this one.
+    fn check_replicated(&self, acknowledged: Option<i64>) -> Result<(), StoreError> {
+        match (self.replication, acknowledged) {
+            (Some(Replication { replicas, .. }), Some(acknowledged))
+                if acknowledged < i64::from(replicas) =>
+            {
+                Err(StoreError::NotReplicated {
+                    acknowledged,
+                    wanted: replicas,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `PING` with the connection's response timeout.
@@ -209,6 +319,26 @@ impl Store {
             })
             .await
     }
+}
+
+/// `EVALSHA <sha> <number of keys> <keys>`, to which the caller adds the arguments.
+fn evalsha(script: &Script, keys: &[&str]) -> Cmd {
+    let mut call = redis::cmd("EVALSHA");
+    call.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    call
+}
+
+fn is_noscript(error: &redis::RedisError) -> bool {
+    error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+/// Loads `script` (in a cluster, on every node).
+async fn load(conn: &mut Connection, script: &Script) -> redis::RedisResult<()> {
+    script.prepare_invoke().load_async(conn).await.map(drop)
+}
+
+fn timeout_millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The Redis key of a user's cart.

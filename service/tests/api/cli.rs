@@ -15,9 +15,12 @@ use cart_test_support::app::spawn_app;
 use cart_test_support::port::free_port;
 use cart_test_support::redis::RedisServer;
 
-/// The configuration source: the variables are read from it, so a new field is covered
+/// The configuration sources: the variables are read from them, so a new field is covered
 /// by the help test without editing it.
-const CONFIG_SOURCE: &str = include_str!("../../src/config.rs");
+const CONFIG_SOURCES: [&str; 2] = [
+    include_str!("../../src/config.rs"),
+    include_str!("../../src/config/store.rs"),
+];
 
 #[tokio::test]
 async fn help_exits_zero_and_lists_every_configuration_variable() {
@@ -179,9 +182,9 @@ pub(crate) fn stderr(output: &Output) -> String {
 
 /// Every `env = "NAME"` in the configuration source.
 fn config_variables() -> Vec<&'static str> {
-    CONFIG_SOURCE
-        .split("env = \"")
-        .skip(1)
+    CONFIG_SOURCES
+        .iter()
+        .flat_map(|source| source.split("env = \"").skip(1))
         .filter_map(|rest| rest.split('"').next())
         .collect()
 }
