@@ -37,6 +37,7 @@ use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::{ClusterConnection, Connect};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::io::tcp::socket2;
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use redis::{
@@ -142,6 +143,71 @@ impl ConnectionLike for Connection {
             Self::Cluster(connection) => connection.get_db(),
         }
     }
+}
+
+impl Connection {
+    /// Whether Redis answers: PING; in a cluster, every slot has a primary and the
+    /// connection reaches each primary (redis-rs's own fan-out PING skips a primary it has
+    /// no connection to, so it cannot tell).
+    pub async fn ping(&mut self) -> RedisResult<()> {
+        let cluster = match self {
+            Self::Standalone(connection) => {
+                return redis::cmd("PING").query_async(connection).await;
+            }
+            Self::Cluster(cluster) => cluster,
+        };
+        let slots = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(cluster)
+            .await?;
+        for (host, port) in primaries(slots)? {
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+            cluster.route_command(redis::cmd("PING"), routing).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The primaries of a `CLUSTER SLOTS` reply, or an error when a slot has none.
+fn primaries(reply: Value) -> RedisResult<Vec<(String, u16)>> {
+    let unexpected = || {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "CLUSTER SLOTS answered something else than ranges of slots",
+        ))
+    };
+    let Value::Array(ranges) = reply else {
+        return Err(unexpected());
+    };
+    let mut covered = 0_u32;
+    let mut primaries = Vec::new();
+    for range in ranges {
+        let Value::Array(range) = range else {
+            return Err(unexpected());
+        };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(primary))) =
+            (range.first(), range.get(1), range.get(2))
+        else {
+            return Err(unexpected());
+        };
+        let (Some(host), Some(Value::Int(port))) = (primary.first(), primary.get(1)) else {
+            return Err(unexpected());
+        };
+        let host: String = redis::from_redis_value_ref(host).map_err(|_| unexpected())?;
+        let port = u16::try_from(*port).map_err(|_| unexpected())?;
+        covered += u32::try_from(end - start + 1).map_err(|_| unexpected())?;
+        if !primaries.contains(&(host.clone(), port)) {
+            primaries.push((host, port));
+        }
+    }
+    if covered < 16384 {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown),
+            "slots without a primary",
+            format!("{} of 16384 slots have none", 16384 - covered),
+        )));
+    }
+    Ok(primaries)
 }
 
 /// A cluster node's connection: a `MultiplexedConnection` over a [`Coalescing`] socket,

@@ -314,9 +314,7 @@ impl Store {
     /// `PING` with the connection's response timeout.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.redis
-            .run("PING", |mut conn| async move {
-                redis::cmd("PING").query_async::<()>(&mut conn).await
-            })
+            .run("PING", |mut conn| async move { conn.ping().await })
             .await
     }
 }

@@ -17,6 +17,7 @@ mod memory;
 mod monitoring;
 mod openapi;
 mod operations;
+mod replication;
 mod shutdown;
 mod stress;
 mod tls;
