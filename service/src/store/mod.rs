@@ -5,6 +5,7 @@
 //! value quantity); an idempotency record is the hash `idem:{<user_id>}:<key>`. Both of a
 //! user's keys share the hash tag `{<user_id>}`, so every script touches one cluster slot.
 
+mod client;
 mod coalesce;
 mod connection;
 
@@ -16,7 +17,8 @@ use redis::{AsyncCommands, Cmd, ErrorKind, Script, ServerErrorKind, Value};
 use crate::config::Config;
 use crate::domain::{Id, IdempotencyKey};
 
-pub use connection::{Connection, RedisConnection};
+pub use client::{CoalescedNode, Connection};
+pub use connection::RedisConnection;
 
 /// How long a finished request's response is kept for replay.
 pub const IDEMPOTENCY_RECORD_TTL: Duration = Duration::from_hours(24);
