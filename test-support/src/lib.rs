@@ -1,9 +1,9 @@
 //! What the integration-test crates of `cart-service` (`service/tests/api`, `telemetry`,
-//! `jaeger`) share, one module per concern: a real `redis-server` ([`redis`]), the service
-//! in-process ([`app`]) and as a child process ([`process`]), free ports ([`port`]),
-//! waiting with a deadline instead of a fixed sleep ([`poll`]), a private CA for the TLS
-//! tests ([`tls`]), and signed tokens with the JWKS server that publishes their keys
-//! ([`jwt`]).
+//! `jaeger`) share, one module per concern: a real `redis-server` ([`redis`]) or Redis
+//! Cluster ([`cluster`]), the service in-process ([`app`]) and as a child process
+//! ([`process`]), free ports ([`port`]), waiting with a deadline instead of a fixed sleep
+//! ([`poll`]), a private CA for the TLS tests ([`tls`]), and signed tokens with the JWKS
+//! server that publishes their keys ([`jwt`]).
 //!
 //! A helper that only one test crate uses stays in that crate.
 
@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
 pub mod app;
+pub mod cluster;
 pub mod jwt;
 pub mod poll;
 pub mod port;

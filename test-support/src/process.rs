@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::port::free_port;
-use crate::redis::shared_redis_url;
+use crate::redis::{is_cluster_url, shared_redis_url};
 
 /// The path of the `cart-service` binary Cargo built for the calling test crate
 /// (`CARGO_BIN_EXE_cart-service`, which Cargo sets only while compiling a test of the
@@ -37,7 +37,8 @@ pub struct Service {
 
 impl Service {
     /// Starts `binary` ([`cart_service_bin!`](crate::cart_service_bin)) on a free port
-    /// against the shared Redis, with `overrides` on top of a clean environment, and waits
+    /// against the shared Redis (or the `REDIS_URL` of `overrides`; `REDIS_MODE=cluster`
+    /// when that is a seed list), with `overrides` on top of a clean environment, and waits
     /// until `/readyz` is 200. A free port can be taken by another test's process between
     /// being found and being bound: the service then exits with "Address already in use",
     /// and it is started again on another port.
@@ -123,10 +124,18 @@ impl Service {
             (log.reopen().expect("open the log file").into(), None)
         };
         let stderr = log.reopen().expect("open the log file");
+        // The shared Redis unless the test names its own; a list of URLs is a cluster's
+        // seed nodes (the shared Redis under CART_TEST_REDIS=cluster).
+        let redis_url = overrides
+            .iter()
+            .find(|(name, _)| *name == "REDIS_URL")
+            .map_or_else(shared_redis_url, |(_, url)| (*url).to_owned());
+        let cluster = is_cluster_url(&redis_url).then_some(("REDIS_MODE", "cluster"));
         let child = Command::new(binary)
             .env_clear()
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("REDIS_URL", shared_redis_url())
+            .env("REDIS_URL", &redis_url)
+            .envs(cluster)
             .env("LOG_FORMAT", "json")
             .envs(overrides.iter().copied())
             .stdin(Stdio::null())

@@ -4,23 +4,57 @@
 //! Most tests share one Redis per test binary ([`shared_redis_url`]) and isolate their
 //! data with [`unique_user`] ids; tests that kill, pause or configure Redis start their own
 //! with [`RedisServer::start`], or [`RedisServer::start_tls`] for one that speaks only TLS.
+//! `CART_TEST_REDIS=cluster` makes the shared Redis a shared
+//! [`RedisCluster`](crate::cluster::RedisCluster) instead, so the same tests run against a
+//! cluster; [`redis_client`] connects to either.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+mod client;
+mod process;
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 use tempfile::TempDir;
 
+pub(crate) use self::client::cluster_connection;
+pub use self::client::{DirectConnection, is_cluster_url, redis_client};
+use self::process::RedisProcess;
 use crate::port::free_port;
 
-/// How long a fresh `redis-server` may take to answer PING.
-const REDIS_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The variable that chooses what [`shared_redis_url`] points at: unset or `standalone`
+/// for one `redis-server`, `cluster` for a [`RedisCluster`](crate::cluster::RedisCluster).
+pub const SHARED_REDIS_VAR: &str = "CART_TEST_REDIS";
+
+/// What the test binary's shared Redis is, as [`SHARED_REDIS_VAR`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedRedis {
+    Standalone,
+    Cluster,
+}
+
+impl SharedRedis {
+    /// Reads [`SHARED_REDIS_VAR`]; panics naming it when it holds anything else than
+    /// `standalone` or `cluster`.
+    #[must_use]
+    pub fn from_env() -> Self {
+        Self::parse(std::env::var_os(SHARED_REDIS_VAR).as_deref()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn parse(value: Option<&OsStr>) -> Result<Self, String> {
+        match value.map(OsStr::to_str) {
+            None | Some(Some("standalone")) => Ok(Self::Standalone),
+            Some(Some("cluster")) => Ok(Self::Cluster),
+            Some(other) => Err(format!(
+                "{SHARED_REDIS_VAR}={:?} is not a redis the tests know: use `standalone` (the \
+                 default when unset) or `cluster`",
+                other.unwrap_or("<not UTF-8>")
+            )),
+        }
+    }
+}
 
 /// A `redis-server` owned by one test; killed on drop.
 #[derive(Debug)]
@@ -55,7 +89,7 @@ impl RedisServer {
     #[must_use]
     pub fn start_with(extra: &[&str]) -> Self {
         let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
-        Self::start_as(extra, false)
+        Self::start_as(|| extra.clone(), false)
     }
 
     /// Starts a server that takes TLS connections only (`--tls-port` on a free port,
@@ -72,19 +106,29 @@ impl RedisServer {
         }
         let auth_clients = if tls.auth_clients { "yes" } else { "no" };
         extra.extend(["--tls-auth-clients".to_owned(), auth_clients.to_owned()]);
-        Self::start_as(extra, true)
+        Self::start_as(|| extra.clone(), true)
     }
 
-    fn start_as(extra: Vec<String>, tls: bool) -> Self {
+    /// Starts a server on a free port with the arguments `extra` makes, asked again for
+    /// each attempt so arguments that name ports of their own (a cluster node's bus port)
+    /// can change with it. A free port can be taken by another test's process between
+    /// being found and being bound: the server then exits at once, and it is started again
+    /// on another port. A restart reuses the port, the directory and the arguments.
+    pub(crate) fn start_as(mut extra: impl FnMut() -> Vec<String>, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
-        let process = RedisProcess::spawn_on_a_free_port(dir.path(), &extra, tls);
-        Self {
-            port: process.port,
-            process: Some(process),
-            dir,
-            extra,
-            tls,
+        for _ in 0..5 {
+            let extra = extra();
+            if let Ok(process) = RedisProcess::spawn(free_port(), dir.path(), &extra, tls) {
+                return Self {
+                    port: process.port,
+                    process: Some(process),
+                    dir,
+                    extra,
+                    tls,
+                };
+            }
         }
+        panic!("redis-server exited at startup five times, each on another free port");
     }
 
     /// A URL for a port where nothing listens (yet): for tests where Redis is down.
@@ -98,6 +142,18 @@ impl RedisServer {
     pub fn url(&self) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
         format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on, on 127.0.0.1.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether it runs: started and not killed since.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
     }
 
     /// SIGKILLs the server, as a crash would.
@@ -137,26 +193,14 @@ impl Drop for RedisServer {
     }
 }
 
-/// The URL of the Redis this test binary shares.
+/// The URL of the Redis this test binary shares: a standalone server's, or under
+/// `CART_TEST_REDIS=cluster` the shared cluster's seed list ([`SharedRedis::from_env`]).
 pub fn shared_redis_url() -> String {
-    static SHARED: OnceLock<(RedisProcess, TempDir)> = OnceLock::new();
-    let (process, _) = SHARED.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("create a temp dir for redis-server");
-        (
-            RedisProcess::spawn_on_a_free_port(dir.path(), &[], false),
-            dir,
-        )
-    });
-    format!("redis://127.0.0.1:{}", process.port)
-}
-
-/// A direct Redis connection for arranging and inspecting data.
-pub async fn redis_client(url: &str) -> ::redis::aio::MultiplexedConnection {
-    ::redis::Client::open(url)
-        .expect("valid redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to the test redis")
+    static SHARED: OnceLock<RedisServer> = OnceLock::new();
+    match SharedRedis::from_env() {
+        SharedRedis::Standalone => SHARED.get_or_init(RedisServer::start).url(),
+        SharedRedis::Cluster => crate::cluster::shared_cluster().url(),
+    }
 }
 
 /// A user id no other test uses, so tests sharing one Redis never see each other's carts.
@@ -169,143 +213,36 @@ pub fn unique_user() -> String {
     )
 }
 
-/// A running `redis-server`, started through a tiny shell wrapper that kills it when this
-/// process's end of a pipe closes, so no server outlives the test run, however it ends.
-#[derive(Debug)]
-struct RedisProcess {
-    pid: Pid,
-    port: u16,
-    tls: bool,
-    wrapper: Child,
-    lifeline: Option<ChildStdin>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl RedisProcess {
-    /// Starts the server on a free port. A free port can be taken by another test's
-    /// process between being found and being bound: the server then exits at once, and
-    /// it is started again on another port.
-    fn spawn_on_a_free_port(dir: &Path, extra: &[String], tls: bool) -> Self {
-        for _ in 0..5 {
-            if let Ok(process) = Self::spawn(free_port(), dir, extra, tls) {
-                return process;
-            }
-        }
-        panic!("redis-server exited at startup five times, each on another free port");
-    }
+    #[test]
+    fn the_shared_redis_is_standalone_unless_the_variable_says_cluster() {
+        let values = [None, Some("standalone"), Some("cluster")];
 
-    /// Starts the server on `port` (its TLS port when `tls`, with no plain port) and waits
-    /// until it answers; the port back if the server exits first (it could not bind it).
-    fn spawn(port: u16, dir: &Path, extra: &[String], tls: bool) -> Result<Self, u16> {
-        if let Err(error) = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-        {
-            panic!(
-                "redis-server could not be started ({error}): the integration tests need a real \
-                 redis-server on PATH; install it with `apt-get install redis-server` (bash .ci/run does this)"
-            );
-        }
-        let port_arg = port.to_string();
-        let ports: &[&str] = if tls {
-            &["--port", "0", "--tls-port", &port_arg]
-        } else {
-            &["--port", &port_arg]
-        };
-        let mut wrapper = Command::new("sh")
-            .arg("-c")
-            .arg(r#"redis-server "$@" >/dev/null 2>&1 & echo "$!"; read _; kill -9 "$!" 2>/dev/null"#)
-            .arg("sh")
-            .args(ports)
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn sh to run redis-server");
-        let mut line = String::new();
-        BufReader::new(wrapper.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .expect("read redis-server pid");
-        let pid = Pid::from_raw(line.trim().parse().expect("redis-server pid"));
-        let process = Self {
-            pid,
-            port,
-            tls,
-            lifeline: wrapper.stdin.take(),
-            wrapper,
-        };
-        if wait_for_redis(port, pid, tls) {
-            Ok(process)
-        } else {
-            process.kill();
-            Err(port)
-        }
-    }
+        let parsed: Vec<SharedRedis> = values
+            .iter()
+            .map(|v| SharedRedis::parse(v.map(OsStr::new)).unwrap())
+            .collect();
 
-    fn kill(mut self) {
-        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
-        drop(self.lifeline.take());
-        let _ = self.wrapper.wait();
-        // The port is free once the server is gone; wait so a restart can bind it.
-        let started = Instant::now();
-        while answers(SocketAddr::from(([127, 0, 0, 1], self.port)), self.tls)
-            && started.elapsed() < REDIS_START_TIMEOUT
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-/// Waits until the server answers: false if it exited first.
-fn wait_for_redis(port: u16, pid: Pid, tls: bool) -> bool {
-    let started = Instant::now();
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    loop {
-        if answers(address, tls) {
-            return true;
-        }
-        if !alive(pid) {
-            return false;
-        }
-        assert!(
-            started.elapsed() < REDIS_START_TIMEOUT,
-            "redis-server on port {port} did not answer PING"
+        assert_eq!(
+            parsed,
+            [
+                SharedRedis::Standalone,
+                SharedRedis::Standalone,
+                SharedRedis::Cluster
+            ]
         );
-        std::thread::sleep(Duration::from_millis(10));
     }
-}
 
-/// Whether `pid` runs: it exists and is not a zombie (the wrapper shell reaps the server
-/// only when it is told to stop).
-fn alive(pid: Pid) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
-    })
-}
+    #[test]
+    fn any_other_value_is_an_error_naming_the_variable() {
+        let error = SharedRedis::parse(Some(OsStr::new("sentinel"))).unwrap_err();
 
-/// Whether the server answers: PING on a plain port; on a TLS port, which would need a
-/// handshake first, accepting a connection (with no data to load, redis-server serves
-/// as soon as it listens).
-fn answers(address: SocketAddr, tls: bool) -> bool {
-    if tls {
-        TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
-    } else {
-        ping(address)
+        assert!(
+            error.starts_with("CART_TEST_REDIS=\"sentinel\" is not"),
+            "{error}"
+        );
     }
-}
-
-fn ping(address: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    // A server that requires a password answers -NOAUTH: it is up all the same.
-    let mut reply = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
 }

@@ -69,14 +69,7 @@ pub struct Step {
 
 /// The steps, in the order they run.
 pub fn plan() -> Vec<Step> {
-    let cargo = |args: &[&str]| Invocation::new("cargo").args(args.iter().copied());
-    let step = |name, invocation| Step {
-        name,
-        invocation,
-        needs: None,
-        pinned: const { &[] },
-    };
-    vec![
+    let mut steps = vec![
         step("fmt", cargo(&["fmt", "--all", "--", "--check"])),
         step(
             "clippy",
@@ -133,26 +126,9 @@ pub fn plan() -> Vec<Step> {
                 Invocation::new("node").args(["--check", "scripts/k6-load-test.js"]),
             )
         },
-        // The service's integration tests start their own redis-server and Jaeger on free
-        // ports; the xtask's tests render the chart with helm.
-        Step {
-            needs: Some(&tools::REDIS_SERVER),
-            pinned: const { &[&tools::PINNED_HELM, &tools::PINNED_JAEGER] },
-            ..step("test", cargo(&["test", "--workspace", "--locked"]))
-        },
-        // The OpenAPI document held to the live service (the debug build the tests made).
-        Step {
-            needs: Some(&tools::REDIS_SERVER),
-            pinned: const { &[&tools::PINNED_SCHEMATHESIS] },
-            ..step("api-fuzz", cargo(&["xtask", "api-fuzz"]))
-        },
-        Step {
-            pinned: const { &[&tools::PINNED_HELM] },
-            ..step(
-                "test-features",
-                cargo(&["test", "-p", "xtask", "--all-features", "--locked"]),
-            )
-        },
+    ];
+    steps.extend(tests());
+    steps.extend([
         // The chart over every ci/*-values.yaml set (the typed assertions run with the tests).
         Step {
             pinned: const { &[&tools::PINNED_HELM] },
@@ -177,7 +153,8 @@ pub fn plan() -> Vec<Step> {
             "release",
             cargo(&["build", "--release", "--locked", "-p", "cart-service"]),
         ),
-    ]
+    ]);
+    steps
 }
 
 /// `ci --help`'s summary: the steps, named from [`plan`], so help and runner agree.
@@ -194,6 +171,56 @@ fn pinned(tool: &Pinned) -> Invocation {
     let path = tool.path();
     let relative = path.strip_prefix(crate::workspace_root()).unwrap_or(&path);
     Invocation::new(&relative.display().to_string())
+}
+
+/// The tests, from the whole workspace's to the xtask's with its features.
+fn tests() -> [Step; 4] {
+    [
+        // The service's integration tests start their own redis-server and Jaeger on free
+        // ports; the xtask's tests render the chart with helm.
+        Step {
+            needs: Some(&tools::REDIS_SERVER),
+            pinned: const { &[&tools::PINNED_HELM, &tools::PINNED_JAEGER] },
+            ..step("test", cargo(&["test", "--workspace", "--locked"]))
+        },
+        // The API suite again, against a Redis Cluster of six redis-server processes that
+        // the harness joins with redis-cli (which comes with redis-server's package).
+        Step {
+            needs: Some(&tools::REDIS_SERVER),
+            ..step(
+                "test-cluster",
+                cargo(&["test", "-p", "cart-service", "--test", "api", "--locked"])
+                    .env("CART_TEST_REDIS", "cluster"),
+            )
+        },
+        // The OpenAPI document held to the live service (the debug build the tests made).
+        Step {
+            needs: Some(&tools::REDIS_SERVER),
+            pinned: const { &[&tools::PINNED_SCHEMATHESIS] },
+            ..step("api-fuzz", cargo(&["xtask", "api-fuzz"]))
+        },
+        Step {
+            pinned: const { &[&tools::PINNED_HELM] },
+            ..step(
+                "test-features",
+                cargo(&["test", "-p", "xtask", "--all-features", "--locked"]),
+            )
+        },
+    ]
+}
+
+fn cargo(args: &[&str]) -> Invocation {
+    Invocation::new("cargo").args(args.iter().copied())
+}
+
+/// A step that needs nothing installed first, or the base (`..step(..)`) of one that does.
+fn step(name: &'static str, invocation: Invocation) -> Step {
+    Step {
+        name,
+        invocation,
+        needs: None,
+        pinned: &[],
+    }
 }
 
 impl Step {
