@@ -19,6 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use cart_service::store::CoalescedNode;
+
 pub use self::reshard::Reshard;
 pub use self::slots::{SLOTS, SlotMap, SlotRange};
 use self::topology::Probe;
@@ -118,7 +120,7 @@ impl RedisCluster {
     }
 
     /// A cluster connection for arranging and inspecting data, routed by key slot.
-    pub async fn client(&self) -> redis::cluster_async::ClusterConnection {
+    pub async fn client(&self) -> redis::cluster_async::ClusterConnection<CoalescedNode> {
         let urls = self.node_urls();
         cluster_connection(urls.iter().map(String::as_str)).await
     }

@@ -297,7 +297,7 @@ fn names(keyed: Vec<(String, u16)>) -> Vec<String> {
 }
 
 async fn read_until_stopped(
-    mut client: redis::cluster_async::ClusterConnection,
+    mut client: redis::cluster_async::ClusterConnection<cart_service::store::CoalescedNode>,
     keys: Vec<String>,
     reading: Arc<AtomicBool>,
 ) -> (usize, Vec<String>) {

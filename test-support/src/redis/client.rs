@@ -2,35 +2,27 @@
 //! standalone server, or through redis-rs's cluster client to a cluster, behind one type so
 //! a test reads the same in both modes.
 
-use std::fmt;
-
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use cart_service::store::{CoalescedNode, Connection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-/// A connection to a standalone server or to a cluster; commands go through
-/// `query_async` and redis-rs's `AsyncCommands` as on either connection alone.
-#[derive(Clone)]
-pub enum DirectConnection {
-    Standalone(MultiplexedConnection),
-    /// Routed by key slot, following MOVED and ASK redirections.
-    Cluster(ClusterConnection),
-}
+/// A connection to a standalone server or to a cluster: the service's own type, so
+/// commands go through `query_async` and redis-rs's `AsyncCommands` as on either alone.
+pub type DirectConnection = Connection;
 
 /// A direct connection to `url`: a cluster connection when it is a comma-separated seed
 /// list ([`is_cluster_url`]), such as the shared URL under `CART_TEST_REDIS=cluster`, and a
 /// plain multiplexed connection otherwise.
 pub async fn redis_client(url: &str) -> DirectConnection {
     if is_cluster_url(url) {
-        DirectConnection::Cluster(cluster_connection(url.split(',')).await)
+        Connection::Cluster(cluster_connection(url.split(',')).await)
     } else {
         let connection = redis::Client::open(url)
             .unwrap_or_else(|e| panic!("redis url {url}: {e}"))
             .get_multiplexed_async_connection()
             .await
             .unwrap_or_else(|e| panic!("connect to the test redis at {url}: {e}"));
-        DirectConnection::Standalone(connection)
+        Connection::Standalone(connection)
     }
 }
 
@@ -44,50 +36,13 @@ pub fn is_cluster_url(url: &str) -> bool {
 /// with backoff, slot refresh on MOVED and on a dead node).
 pub(crate) async fn cluster_connection<'a>(
     urls: impl IntoIterator<Item = &'a str>,
-) -> ClusterConnection {
+) -> ClusterConnection<CoalescedNode> {
     let urls: Vec<&str> = urls.into_iter().collect();
     ClusterClient::new(urls.clone())
         .unwrap_or_else(|e| panic!("cluster seed urls {urls:?}: {e}"))
-        .get_async_connection()
+        .get_async_generic_connection()
         .await
         .unwrap_or_else(|e| panic!("connect to the test cluster at {urls:?}: {e}"))
-}
-
-impl fmt::Debug for DirectConnection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Standalone(connection) => f.debug_tuple("Standalone").field(connection).finish(),
-            Self::Cluster(_) => f.write_str("Cluster"),
-        }
-    }
-}
-
-impl ConnectionLike for DirectConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Standalone(connection) => connection.req_packed_command(cmd),
-            Self::Cluster(connection) => connection.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Standalone(connection) => connection.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Standalone(connection) => connection.get_db(),
-            Self::Cluster(connection) => connection.get_db(),
-        }
-    }
 }
 
 #[cfg(test)]
