@@ -339,18 +339,27 @@ pub enum Scenario {
     Journey,
     /// GET /livez: the HTTP stack's ceiling, no Redis.
     Health,
-    // Last, as the run measures it: after the others, on a service started for it alone.
+    // Last, as the run measures them: after the others, each on a service started for it alone.
     /// GET of the same carts with `AUTH_MODE=jwt`, each with its user's token (Ed25519-signed).
     GetAuth,
+    /// `add` with `REDIS_MODE=cluster`, against a local Redis Cluster (3 masters, 3 replicas).
+    AddCluster,
+    /// `get` with `REDIS_MODE=cluster`, of the same carts filled into that cluster.
+    GetCluster,
+    /// `add-cluster` with `REDIS_WAIT_REPLICAS=1`: each write waits for its replica.
+    AddClusterWait,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 8] = [
         Self::Add,
         Self::Get,
         Self::Journey,
         Self::Health,
         Self::GetAuth,
+        Self::AddCluster,
+        Self::GetCluster,
+        Self::AddClusterWait,
     ];
 }
 

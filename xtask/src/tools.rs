@@ -39,6 +39,13 @@ pub static REDIS_BENCHMARK: Tool = Tool {
     install: "it ships with Redis: install it with `apt-get install redis-server` (or `redis-tools`)",
 };
 
+/// redis-cli, which joins the nodes of the bench's Redis Cluster (`--cluster create`).
+#[cfg(feature = "bench")]
+pub static REDIS_CLI: Tool = Tool {
+    name: "redis-cli",
+    install: "it ships with Redis: install it with `apt-get install redis-server` (or `redis-tools`)",
+};
+
 /// Docker, for `cargo xtask image` and `kind-up` (kind runs its nodes as containers).
 pub static DOCKER: Tool = Tool {
     name: "docker",

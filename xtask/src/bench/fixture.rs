@@ -28,6 +28,7 @@ pub fn point(scenario: &str, connections: u32, rps: f64, redis: Option<(&str, f6
         cpu_s_per_10k: 0.5,
         redis: redis.map(|(command, redis_rps)| RedisResult {
             command: command.to_owned(),
+            cluster: false,
             rps: redis_rps,
             p50_ms: 0.3,
             p99_ms: 0.9,
@@ -99,6 +100,33 @@ pub fn report() -> Report {
         },
         elapsed_s: 120.0,
     }
+}
+
+/// Cluster points to add to [`report`]: `add-cluster`, `get-cluster` and
+/// `add-cluster-wait` at 64 connections, each costlier than the point it varies, and
+/// `add-cluster` at 256, where [`report`] has no `add`.
+pub fn cluster_points() -> Vec<Point> {
+    let cluster = |scenario, connections, rps, cpu_s_per_10k, redis: Option<(&str, f64)>| {
+        let mut point = point(scenario, connections, rps, redis);
+        point.cpu_s_per_10k = cpu_s_per_10k;
+        if let Some(redis) = &mut point.redis {
+            redis.cluster = true;
+        }
+        point
+    };
+    let hincrby = "HINCRBY rb:cart:{tag}:__rand_int__ p-__rand_int__ 1";
+    vec![
+        cluster("add-cluster", 64, 24_000.0, 0.6, Some((hincrby, 40_000.0))),
+        cluster("add-cluster", 256, 25_000.0, 0.6, Some((hincrby, 41_000.0))),
+        cluster(
+            "get-cluster",
+            64,
+            21_000.0,
+            0.5,
+            Some(("HGETALL rb:filled:{tag}", 35_000.0)),
+        ),
+        cluster("add-cluster-wait", 64, 12_000.0, 0.8, None),
+    ]
 }
 
 /// The label of the other revision in [`report_against`].

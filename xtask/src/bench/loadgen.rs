@@ -1,6 +1,7 @@
 //! The two load generators as data and as parsers: the wrk command line for a scenario and
 //! the `WRK_JSON` line its `done()` hook prints, and the non-pipelined `redis-benchmark`
-//! command line and its `--csv` output. Running them is the caller's business.
+//! command line (against one Redis or, `--cluster`, a Redis Cluster) and its `--csv`
+//! output. Running them is the caller's business.
 
 use std::path::Path;
 
@@ -47,9 +48,45 @@ impl Errors {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RedisResult {
     pub command: String,
+    /// Whether it ran against the Redis Cluster (`--cluster`); reports from before the
+    /// cluster scenarios had only the one Redis.
+    #[serde(default)]
+    pub cluster: bool,
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+}
+
+/// What redis-benchmark is to run: a command, the key space (`-r`) its `__rand_int__`
+/// placeholders range over when it has any, and whether against the Redis Cluster. There,
+/// `--cluster` spreads the clients over the masters and spells `{tag}` in a key as a hash
+/// tag of a slot of the client's master, so each command goes to the master that
+/// holds its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisLoad {
+    pub command: Vec<String>,
+    pub keys: Option<u32>,
+    pub cluster: bool,
+}
+
+impl RedisLoad {
+    /// `command` against the one Redis, over `keys` keys.
+    pub fn standalone(command: &[&str], keys: u32) -> Self {
+        Self {
+            command: command.iter().map(|&word| word.to_owned()).collect(),
+            keys: Some(keys),
+            cluster: false,
+        }
+    }
+
+    /// `command` against the Redis Cluster, its `{tag}` spelled by redis-benchmark.
+    pub fn cluster(command: &[&str], keys: Option<u32>) -> Self {
+        Self {
+            cluster: true,
+            keys,
+            ..Self::standalone(command, 0)
+        }
+    }
 }
 
 /// `wrk` with the scenario's script, at `connections`, for `seconds`.
@@ -69,16 +106,18 @@ pub fn wrk(script: &Path, url: &str, connections: u32, seconds: u64) -> Invocati
     ])
 }
 
-/// `redis-benchmark` running `command` non-pipelined (`-P 1`) on one thread, `requests`
-/// times over a key space of `keys`.
-pub fn redis_benchmark(
-    port: u16,
-    connections: u32,
-    requests: u64,
-    keys: u32,
-    command: &[&str],
-) -> Invocation {
+/// `redis-benchmark` running `load` non-pipelined (`-P 1`) on one thread, `requests` times,
+/// against the Redis on `port` or, for the cluster, the cluster that node belongs to. (In
+/// cluster mode redis-benchmark would run a thread per master unless told otherwise.)
+pub fn redis_benchmark(port: u16, connections: u32, requests: u64, load: &RedisLoad) -> Invocation {
+    let cluster = if load.cluster {
+        ["--cluster", "--threads", "1"].as_slice()
+    } else {
+        &[]
+    };
+    let keys = load.keys.map(|keys| ["-r".to_owned(), keys.to_string()]);
     Invocation::new("redis-benchmark")
+        .args(cluster.iter().copied())
         .args([
             "-h".to_owned(),
             "127.0.0.1".to_owned(),
@@ -88,13 +127,10 @@ pub fn redis_benchmark(
             connections.to_string(),
             "-n".to_owned(),
             requests.to_string(),
-            "-r".to_owned(),
-            keys.to_string(),
-            "-P".to_owned(),
-            "1".to_owned(),
-            "--csv".to_owned(),
         ])
-        .args(command.iter().copied())
+        .args(keys.into_iter().flatten())
+        .args(["-P", "1", "--csv"])
+        .args(load.command.iter().cloned())
 }
 
 #[derive(Deserialize)]
@@ -159,6 +195,7 @@ pub fn parse_redis_benchmark(output: &str) -> anyhow::Result<RedisResult> {
     };
     Ok(RedisResult {
         command: column("test")?.to_owned(),
+        cluster: false,
         rps: number("rps")?,
         p50_ms: number("p50_latency_ms")?,
         p99_ms: number("p99_latency_ms")?,
@@ -241,7 +278,12 @@ mod tests {
             64,
             5,
         );
-        let redis = redis_benchmark(6379, 64, 1000, 10, &["HGETALL", "k:__rand_int__"]);
+        let redis = redis_benchmark(
+            6379,
+            64,
+            1000,
+            &RedisLoad::standalone(&["HGETALL", "k:__rand_int__"], 10),
+        );
 
         assert_eq!(
             wrk.to_string(),
@@ -251,6 +293,24 @@ mod tests {
         assert_eq!(
             redis.to_string(),
             "redis-benchmark -h 127.0.0.1 -p 6379 -c 64 -n 1000 -r 10 -P 1 --csv HGETALL k:__rand_int__"
+        );
+    }
+
+    #[test]
+    fn cluster_loads_run_on_one_thread_over_every_master_with_their_tags() {
+        let hgetall = RedisLoad::cluster(&["HGETALL", "rb:filled:{tag}"], None);
+        let hincrby = RedisLoad::cluster(&["HINCRBY", "k:{tag}:__rand_int__", "f", "1"], Some(7));
+
+        assert_eq!(
+            redis_benchmark(7001, 64, 1000, &hgetall).to_string(),
+            "redis-benchmark --cluster --threads 1 -h 127.0.0.1 -p 7001 -c 64 -n 1000 -P 1 --csv \
+             HGETALL 'rb:filled:{tag}'"
+        );
+        assert!(
+            redis_benchmark(7001, 64, 1000, &hincrby)
+                .to_string()
+                .contains("-n 1000 -r 7 -P 1 --csv HINCRBY"),
+            "the key space only where a placeholder uses it"
         );
     }
 }

@@ -10,20 +10,27 @@
 //! local Jaeger, on the shared cores and under a pod's CPU limit ([`cgroup`]). Reports go
 //! to `--out` as Markdown, JSON and an SVG chart; `--check` judges them against the
 //! budget of issue 6. `get-auth` runs on a service of its own with `AUTH_MODE=jwt`, its
-//! tokens signed by [`jwt`] with a key made for the run. Files: [`session`] and
-//! [`observe`] run things, [`loadgen`] and [`procfs`] parse what the tools and `/proc`
-//! say, [`report`], [`svg`] and [`budget`] turn results into documents and verdicts. All
-//! of it, plotters for the chart and the signing crates, builds only with the xtask's
-//! `bench` feature, which `cargo xtask bench` re-runs itself with.
+//! tokens signed by [`jwt`] with a key made for the run; the `*-cluster` scenarios each
+//! on one with `REDIS_MODE=cluster`, against a local Redis Cluster ([`cluster`]) started
+//! for them after the others. Files: [`session`], [`own_services`] and [`observe`] run
+//! things, [`describe`] says what they would run, [`loadgen`] and [`procfs`] parse what
+//! the tools and `/proc` say, [`report`], [`svg`] (and [`bars`]) and [`budget`] turn
+//! results into documents and verdicts. All of it, plotters for the chart and the
+//! signing crates, builds only with the xtask's `bench` feature, which `cargo xtask bench`
+//! re-runs itself with.
 
 mod against;
+mod bars;
 mod budget;
 mod cgroup;
+mod cluster;
+mod describe;
 #[cfg(test)]
 mod fixture;
 mod jwt;
 mod loadgen;
 mod observe;
+mod own_services;
 mod processes;
 mod procfs;
 mod report;
@@ -31,7 +38,6 @@ mod scenarios;
 mod session;
 mod svg;
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,7 +47,6 @@ use xshell::Shell;
 use self::scenarios::Scenario;
 use crate::command::Invocation;
 use crate::{flags, tools};
-use budget::BUDGET_CONNECTIONS;
 
 /// Where the release build puts the service, relative to the workspace root.
 const SERVICE_BINARY: &str = "target/release/cart-service";
@@ -63,6 +68,9 @@ impl flags::Bench {
         }
         for tool in [&tools::WRK, &tools::REDIS_SERVER, &tools::REDIS_BENCHMARK] {
             tool.require(sh)?;
+        }
+        if settings.scenarios.iter().any(|s| s.cluster()) {
+            tools::REDIS_CLI.require(sh)?;
         }
         let load = procfs::loadavg();
         if load[0] > QUIET_LOAD {
@@ -170,133 +178,6 @@ impl Settings {
     pub fn redis_requests(&self) -> u64 {
         40_000 * self.duration
     }
-
-    /// The `--dry-run` text.
-    fn describe(&self) -> String {
-        let mut text = String::from("cargo xtask bench would run:\n");
-        let dir = Path::new("<temp dir>");
-        let _ = writeln!(text, "  1. {}", build());
-        if let Some(revision) = &self.against {
-            text.push_str(&revision.describe());
-        }
-        let _ = writeln!(
-            text,
-            "  2. {}\n     then pre-fill {} carts of {} lines with HSET (cart:{{g-N}} for `get`, \
-             rb:filled:N for HGETALL)",
-            redis(6379, dir),
-            scenarios::FILLED_CARTS,
-            scenarios::LINES_PER_CART
-        );
-        let _ = writeln!(
-            text,
-            "  3. {} times: {}\n     timing spawn → GET /readyz 200; then idle RSS",
-            session::READY_STARTS,
-            service(Path::new(SERVICE_BINARY), 8080, 6379, None)
-        );
-        let _ = writeln!(
-            text,
-            "  4. warm-up: each scenario for 1 s at 64 connections"
-        );
-        let _ = writeln!(
-            text,
-            "  5. per scenario and connection count (at {BUDGET_CONNECTIONS} connections each \
-             wrk/redis-benchmark pair {} times, the median pair kept):",
-            session::BUDGET_REPEATS
-        );
-        for &scenario in &self.scenarios {
-            if scenario.authenticated() {
-                text.push_str(&describe_own_service(
-                    scenario,
-                    Path::new(SERVICE_BINARY),
-                    dir,
-                ));
-            }
-            for &connections in &self.connections {
-                let script = dir.join(format!("{}.lua", scenario.name()));
-                let url = format!("http://127.0.0.1:8080{}", scenario.path());
-                let _ = writeln!(
-                    text,
-                    "     {}",
-                    loadgen::wrk(&script, &url, connections, self.duration)
-                );
-                if let Some((command, keys)) = scenario.redis_equivalent() {
-                    let bench = loadgen::redis_benchmark(
-                        6379,
-                        connections,
-                        self.redis_requests(),
-                        keys,
-                        command,
-                    );
-                    let _ = writeln!(text, "     {bench}");
-                }
-            }
-        }
-        if let Some(binary) = self.other() {
-            let _ = writeln!(
-                text,
-                "     then the same at {BUDGET_CONNECTIONS} connections against a warmed-up \
-                 {}",
-                service(&binary.path, 8080, 6379, None)
-            );
-            for &scenario in self.scenarios.iter().filter(|s| s.authenticated()) {
-                let _ = writeln!(
-                    text,
-                    "     and {} on one of its own\n     {}",
-                    scenario.name(),
-                    scenario_service(&binary.path, 8080, 6379, scenario, dir)
-                );
-            }
-        }
-        text.push_str(&self.describe_observability(dir));
-        let _ = writeln!(
-            text,
-            "  7. write {}/<UTC time>.md, .json and .svg",
-            self.out.display()
-        );
-        text
-    }
-
-    /// Step 6 of the `--dry-run` text: the observability rounds of each binary.
-    fn describe_observability(&self, dir: &Path) -> String {
-        let mut text = String::new();
-        let _ = writeln!(
-            text,
-            "  6. observability, `add` at 64 connections: {} rounds of a baseline and each \
-             setting, exporting to\n     {}",
-            observe::ROUNDS,
-            observe::jaeger_invocation(&tools::PINNED_JAEGER.path(), [4317, 4318, 16686, 16685])
-        );
-        for binary in self.binaries() {
-            let round = observe::round_dir(dir, "N", &binary);
-            if binary.label != report::CURRENT {
-                let _ = writeln!(
-                    text,
-                    "     each round then the same for {}, compared with its own baseline\n     {}",
-                    binary.label,
-                    service(&binary.path, 8080, 6379, None)
-                );
-            }
-            for setting in observe::SETTINGS {
-                let _ = writeln!(
-                    text,
-                    "     {} > {}/{}.stdout",
-                    service(&binary.path, 8080, 6379, Some((&setting, 4317, &round))),
-                    round.display(),
-                    setting.name
-                );
-            }
-        }
-        let _ = writeln!(
-            text,
-            "     then {} such rounds with each service in a cgroup limited to {} CPU (a pod at \
-             its limit;\n     the budget judges these), when this machine lets the bench make one, \
-             with a baseline\n     after each setting too, each setting compared with the mean \
-             of the baselines around it",
-            observe::LIMITED_ROUNDS,
-            observe::POD_CPU_LIMIT
-        );
-        text
-    }
 }
 
 /// The release build the Dockerfile and CI make too.
@@ -328,19 +209,50 @@ fn redis(port: u16, dir: &Path) -> Invocation {
 /// between about 14 and 30 us of CPU per `add` as they wake and steal from each other.)
 const POD_WORKER_THREADS: &str = "1";
 
-/// The service `binary`: the baseline (warn, no log file, tracing off) or, with an
-/// observability setting, the OTLP port and the directory its `LOG_FILE` goes to.
+/// The Redis a service is started against: the run's one redis-server, or the nodes of
+/// the Redis Cluster, every one of them a seed.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend<'a> {
+    Standalone(u16),
+    Cluster(&'a [u16]),
+}
+
+/// The one Redis of the `--dry-run` text.
+const STANDALONE: Backend<'static> = Backend::Standalone(6379);
+
+impl Backend<'_> {
+    /// The service's `REDIS_MODE` (only for the cluster: standalone is the default) and
+    /// `REDIS_URL`, a comma-separated seed list for the cluster.
+    fn env(self) -> Vec<(&'static str, String)> {
+        let url = |port: &u16| format!("redis://127.0.0.1:{port}");
+        match self {
+            Self::Standalone(port) => vec![("REDIS_URL", url(&port))],
+            Self::Cluster(ports) => vec![
+                ("REDIS_MODE", "cluster".to_owned()),
+                (
+                    "REDIS_URL",
+                    ports.iter().map(url).collect::<Vec<_>>().join(","),
+                ),
+            ],
+        }
+    }
+}
+
+/// The service `binary` against `redis`: the baseline (warn, no log file, tracing off) or,
+/// with an observability setting, the OTLP port and the directory its `LOG_FILE` goes to.
 fn service(
     binary: &Path,
     port: u16,
-    redis_port: u16,
+    redis: Backend<'_>,
     observed: Option<(&observe::Setting, u16, &Path)>,
 ) -> Invocation {
-    let invocation = Invocation::new(&binary.display().to_string())
-        .env("TOKIO_WORKER_THREADS", POD_WORKER_THREADS)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("REDIS_URL", format!("redis://127.0.0.1:{redis_port}"))
-        .env("LOG_FORMAT", "json");
+    let invocation = redis.env().into_iter().fold(
+        Invocation::new(&binary.display().to_string())
+            .env("TOKIO_WORKER_THREADS", POD_WORKER_THREADS)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+        |invocation, (key, value)| invocation.env(key, value),
+    );
+    let invocation = invocation.env("LOG_FORMAT", "json");
     match observed {
         None => invocation
             .env("RUST_LOG", "warn")
@@ -353,25 +265,13 @@ fn service(
 fn scenario_service(
     binary: &Path,
     port: u16,
-    redis_port: u16,
+    redis: Backend<'_>,
     scenario: Scenario,
     dir: &Path,
 ) -> Invocation {
     scenario.service_env(dir).into_iter().fold(
-        service(binary, port, redis_port, None),
+        service(binary, port, redis, None),
         |invocation, (key, value)| invocation.env(key, value),
-    )
-}
-
-/// The `--dry-run` lines of an authenticated scenario's own service and its tokens.
-fn describe_own_service(scenario: Scenario, binary: &Path, dir: &Path) -> String {
-    format!(
-        "     {name} on a service of its own, checked to refuse a cart GET without a token (401):\n     \
-         {service}\n     \
-         with a fresh Ed25519 key per run (its public half at AUTH_PUBLIC_KEY_FILE) and, in\n     \
-         {name}.lua, an EdDSA token per pre-filled user (sub g-N, 1 h) signed as that service starts\n",
-        name = scenario.name(),
-        service = scenario_service(binary, 8080, 6379, scenario, dir),
     )
 }
 
@@ -479,6 +379,42 @@ mod tests {
         assert!(
             text.find("get.lua").unwrap() < text.find("AUTH_MODE=jwt").unwrap(),
             "get on the shared service first: {text}"
+        );
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn dry_run_of_the_cluster_scenarios_starts_a_cluster_and_a_service_of_its_own_for_each() {
+        let text = without_workspace_root(
+            &settings(&[
+                "--scenario",
+                "add,get,add-cluster,get-cluster,add-cluster-wait",
+                "--connections",
+                "64",
+            ])
+            .describe(),
+        );
+
+        let seeds = "REDIS_MODE=cluster REDIS_URL=redis://127.0.0.1:7001,redis://127.0.0.1:7002,\
+                     redis://127.0.0.1:7003,redis://127.0.0.1:7004,redis://127.0.0.1:7005,\
+                     redis://127.0.0.1:7006 LOG_FORMAT=json";
+        assert_eq!(text.matches(seeds).count(), 3, "{text}");
+        assert_eq!(
+            text.matches("REDIS_WAIT_REPLICAS=1").count(),
+            1,
+            "only add-cluster-wait waits: {text}"
+        );
+        assert_eq!(text.matches("--cluster-enabled yes").count(), 6, "{text}");
+        let order = [
+            "get.lua",
+            "redis-cli --cluster create",
+            "add-cluster.lua",
+            "  6. ",
+        ];
+        let found: Vec<usize> = order.iter().map(|s| text.find(s).unwrap()).collect();
+        assert!(
+            found.is_sorted(),
+            "one Redis's scenarios, then the cluster, then observability: {text}"
         );
         insta::assert_snapshot!(text);
     }

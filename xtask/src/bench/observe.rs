@@ -350,7 +350,12 @@ fn observed_run(
     let stdout_path = dir.join(format!("{name}.stdout"));
     let stdout = File::create(&stdout_path)?;
     let observed = setting.map(|s| (s, otlp_port, dir));
-    let invocation = super::service(&binary.path, port, redis_port, observed);
+    let invocation = super::service(
+        &binary.path,
+        port,
+        super::Backend::Standalone(redis_port),
+        observed,
+    );
     let (mut service, _) = start(sh, &invocation, port, Stdio::from(stdout))?;
     // Kept until the service has stopped: an empty cgroup is removed when dropped.
     let cgroup = match limit {

@@ -1,6 +1,7 @@
-//! The processes a bench run owns (redis-server, cart-service, Jaeger) and the few bytes
-//! it speaks to them without a client library: a RESP pipeline to pre-fill Redis, and a
-//! one-shot HTTP/1.1 GET to poll `/readyz` and ask Jaeger what it received.
+//! The processes a bench run owns (redis-servers, cart-service, Jaeger) and the few bytes
+//! it speaks to them without a client library: a RESP pipeline to pre-fill Redis, one
+//! command whose reply is read whole (`INFO`, `CLUSTER INFO`, `DBSIZE`), and a one-shot
+//! HTTP/1.1 GET to poll `/readyz`, read carts and ask Jaeger what it received.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -17,8 +18,8 @@ use crate::command::Invocation;
 
 /// Variables the service must not inherit from the caller's shell: each run sets its own
 /// (an `AUTH_MODE=jwt` left in the shell would stop the baseline service or refuse its
-/// requests).
-const SERVICE_VARS: [&str; 17] = [
+/// requests, a `REDIS_MODE=cluster` would stop it).
+const SERVICE_VARS: [&str; 20] = [
     "TOKIO_WORKER_THREADS",
     "LOG_FILE",
     "RUST_LOG",
@@ -36,6 +37,9 @@ const SERVICE_VARS: [&str; 17] = [
     "AUTH_ISSUER",
     "AUTH_AUDIENCE",
     "AUTH_USER_CLAIM",
+    "REDIS_MODE",
+    "REDIS_WAIT_REPLICAS",
+    "REDIS_WAIT_TIMEOUT_MS",
 ];
 
 /// A child process that is killed when dropped, so a failed run leaves nothing behind.
@@ -118,9 +122,19 @@ impl Drop for Owned {
 
 /// A free loopback port, as the kernel hands out for port 0.
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free loopback port")?;
-    Ok(listener.local_addr()?.port())
+    Ok(free_ports(1)?[0])
+}
+
+/// `count` free loopback ports, all different: each is held until all are found.
+pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<io::Result<Vec<_>>>()
+        .context("cannot find a free loopback port")?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
 }
 
 /// Polls `GET path` on 127.0.0.1:`port` until it answers 200; returns the time since
@@ -182,25 +196,66 @@ pub fn resp(args: &[String]) -> Vec<u8> {
 /// Sends `commands` to Redis as one pipeline and checks that no reply is an error.
 /// Every command used here answers with a one-line reply (`+OK`, `:n`).
 pub fn redis_pipeline(port: u16, commands: &[Vec<String>]) -> anyhow::Result<()> {
-    let mut stream =
-        TcpStream::connect((Ipv4Addr::LOCALHOST, port)).context("cannot connect to redis")?;
+    for (reply, command) in redis_replies(port, commands)?.iter().zip(commands) {
+        if !reply.starts_with(['+', ':']) {
+            bail!("redis answered {reply:?} to {}", command[0]);
+        }
+    }
+    Ok(())
+}
+
+/// Sends `commands` to Redis on `port` as one pipeline and returns their replies, errors
+/// (`-MOVED ...`) included, each without its line end: every command sent this way
+/// answers with a one-line reply.
+pub fn redis_replies(port: u16, commands: &[Vec<String>]) -> anyhow::Result<Vec<String>> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .with_context(|| format!("cannot connect to redis on 127.0.0.1:{port}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let request: Vec<u8> = commands.iter().flat_map(|c| resp(c)).collect();
     let mut reader = BufReader::new(stream.try_clone()?);
     // Write from a thread: a large pipeline would otherwise fill both socket buffers.
     let writer = thread::spawn(move || stream.write_all(&request));
-    let mut line = String::new();
-    for command in commands {
-        line.clear();
+    let mut replies = Vec::with_capacity(commands.len());
+    for _ in commands {
+        let mut line = String::new();
         reader.read_line(&mut line)?;
-        if !line.starts_with(['+', ':']) {
-            bail!("redis answered {:?} to {}", line.trim_end(), command[0]);
-        }
+        replies.push(line.trim_end().to_owned());
     }
     writer
         .join()
         .map_err(|_| anyhow::anyhow!("pipeline writer panicked"))??;
-    Ok(())
+    Ok(replies)
+}
+
+/// One command to Redis on `port` and its reply as text: a bulk string's contents (what
+/// `INFO` and `CLUSTER INFO` answer) or a one-line reply's (`DBSIZE`'s number); an error
+/// reply is an error.
+pub fn redis_text(port: u16, args: &[&str]) -> anyhow::Result<String> {
+    let command: Vec<String> = args.iter().map(|&arg| arg.to_owned()).collect();
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .with_context(|| format!("cannot connect to redis on 127.0.0.1:{port}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(&resp(&command))?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let line = line.trim_end();
+    match line.split_at_checked(1) {
+        Some(("$", length)) => {
+            let length: usize = length
+                .parse()
+                .with_context(|| format!("redis answered {line:?} to {}", args.join(" ")))?;
+            let mut body = vec![0; length + 2];
+            reader.read_exact(&mut body)?;
+            body.truncate(length);
+            Ok(String::from_utf8_lossy(&body).into_owned())
+        }
+        Some(("+" | ":", value)) => Ok(value.to_owned()),
+        _ => bail!(
+            "redis on 127.0.0.1:{port} answered {line:?} to {}",
+            args.join(" ")
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -236,5 +291,15 @@ mod tests {
         let port = free_port().unwrap();
 
         assert!(http_get(port, "/readyz").is_err());
+        assert!(redis_text(port, &["PING"]).is_err());
+    }
+
+    #[test]
+    fn free_ports_are_all_different() {
+        let mut ports = free_ports(12).unwrap();
+
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 12);
     }
 }

@@ -1,8 +1,10 @@
 //! A bench run's results as data (serialised to the JSON report as they are) and their
 //! Markdown rendering: the per-point table, startup and memory, the observability costs,
-//! the machine's load around the run and, with `--check`, the budget's verdicts. With
-//! `--against`, points and runs of the other revision's binary sit beside the current
-//! one's, labelled, and only the current one's are judged.
+//! the machine's load around the run and, with `--check`, the budget's verdicts. The
+//! cluster scenarios' rows sit in the same table, and a section of their own reads each
+//! beside the one-Redis scenario it varies. With `--against`, points and runs of the other
+//! revision's binary sit beside the current one's, labelled, and only the current one's
+//! are judged.
 
 use std::fmt::Write as _;
 
@@ -10,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::budget::Verdict;
 use super::loadgen::{HttpResult, RedisResult};
+use super::scenarios::Scenario;
 
 /// The label of the working tree's binary; another revision's carries its short commit id.
 pub const CURRENT: &str = "current";
@@ -94,6 +97,11 @@ fn ratio_cell(point: &Point) -> String {
 impl Point {
     pub fn failed(&self) -> bool {
         self.service.errors.total() > 0
+    }
+
+    /// The service's CPU per request, in microseconds.
+    pub fn cpu_us(&self) -> f64 {
+        self.cpu_s_per_10k * 100.0
     }
 }
 
@@ -253,7 +261,11 @@ impl Report {
                 || ("—".to_owned(), "—".to_owned(), "—".to_owned()),
                 |r| {
                     (
-                        r.command.clone(),
+                        if r.cluster {
+                            format!("--cluster {}", r.command)
+                        } else {
+                            r.command.clone()
+                        },
                         format!("{:.0}", r.rps),
                         format!("{:.2}", r.p99_ms),
                     )
@@ -274,6 +286,7 @@ impl Report {
                 ratio_cell(p),
             );
         }
+        md.push_str(&self.cluster_markdown());
         let _ = writeln!(
             md,
             "\nStartup: ready (spawn → `/readyz` 200, Redis up) in {} ms; idle RSS {} MiB.",
@@ -298,6 +311,37 @@ impl Report {
                     verdict.outcome.word()
                 );
             }
+        }
+        md
+    }
+
+    /// The current binary's cluster points beside the points of the scenarios they vary
+    /// at the same concurrency, and how they ran; empty without cluster points.
+    fn cluster_markdown(&self) -> String {
+        let cluster: Vec<(&Point, Scenario)> = self
+            .current_points()
+            .filter_map(|p| Some((p, Scenario::named(&p.scenario).filter(|s| s.cluster())?)))
+            .collect();
+        if cluster.is_empty() {
+            return String::new();
+        }
+        let mut md = String::from(CLUSTER_NOTE);
+        let rows: Vec<String> = cluster
+            .iter()
+            .flat_map(|&(point, scenario)| {
+                scenario
+                    .beside()
+                    .iter()
+                    .filter_map(|other| self.point(other.name(), point.connections))
+                    .map(move |other| beside_row(point, other))
+            })
+            .collect();
+        if !rows.is_empty() {
+            md.push_str(
+                "\n| scenario | conns | req/s | CPU µs / req | p99 ms | beside | req/s | CPU µs / req \
+                 | p99 ms |\n|---|---:|---:|---:|---:|---|---:|---:|---:|\n",
+            );
+            md.push_str(&rows.concat());
         }
         md
     }
@@ -395,6 +439,37 @@ impl Report {
             (None, None) => String::new(),
         }
     }
+}
+
+/// What ran the cluster scenarios, and how their figures read.
+const CLUSTER_NOTE: &str = "\n### Redis Cluster beside one Redis\n\n\
+The `-cluster` scenarios ran on services of their own with `REDIS_MODE=cluster` and every \
+node's URL in `REDIS_URL`, against a Redis Cluster of 6 redis-servers on loopback (3 \
+masters, a replica each) that shares these cores with the service, wrk and the one Redis: \
+read the ratios, not the rates. `add-cluster-wait` also had `REDIS_WAIT_REPLICAS=1`, so \
+each write waited for its replica (`WAIT 1 250` pipelined after it). Their redis-benchmark \
+ran with `--cluster`, on one thread as the others: the same command, its `{tag}` the hash \
+tag of a slot of the client's master, so its load spreads over the masters as the carts' \
+does (its HGETALL reads 20-field hashes it wrote under those tags). `add-cluster-wait` has no \
+such equivalent, since redis-benchmark sends one command a request and a write that waits \
+for its replica takes two: it is read beside `add-cluster`. Below, each cluster point \
+beside the point it varies, at the same connections: its figures, then how they compare \
+(req/s as a multiple, CPU and p99 as a difference).\n";
+
+/// A cluster point's row beside `other`'s.
+fn beside_row(point: &Point, other: &Point) -> String {
+    format!(
+        "| {} | {} | {:.0} | {:.1} | {:.2} | `{}` | ×{:.2} | {:+.1} | {:+.2} |\n",
+        point.scenario,
+        point.connections,
+        point.service.rps,
+        point.cpu_us(),
+        point.service.p99_ms,
+        other.scenario,
+        point.service.rps / other.service.rps,
+        point.cpu_us() - other.cpu_us(),
+        point.service.p99_ms - other.service.p99_ms,
+    )
 }
 
 /// One setting's share of its baseline (not the baseline's, always 100 %) and CPU per
@@ -609,6 +684,47 @@ mod tests {
                 .all(|r| r.binary == CURRENT)
         );
         assert!(!report.markdown(None).contains("(current)"));
+    }
+
+    #[test]
+    fn cluster_points_are_read_beside_the_points_they_vary() {
+        let mut report = fixture::report();
+        report.points.extend(fixture::cluster_points());
+
+        let md = report.markdown(None);
+
+        assert!(
+            md.contains(
+                "| add-cluster | 64 | 24000 | 0.67 | 2.00 | 4.00 | 0 | 30.0 | 0.60 \
+                 | `--cluster HINCRBY rb:cart:{tag}:__rand_int__ p-__rand_int__ 1` | 40000 | 0.90 | 0.60 |"
+            ),
+            "its row in the table, its redis-benchmark marked: {md}"
+        );
+        assert!(
+            md.contains("| add-cluster-wait | 64 | 12000 |") && md.contains("| `—` | — | — | —"),
+            "no equivalent: {md}"
+        );
+        assert!(md.contains("### Redis Cluster beside one Redis"), "{md}");
+        for row in [
+            "| add-cluster | 64 | 24000 | 60.0 | 2.00 | `add` | ×0.80 | +10.0 | +0.00 |",
+            "| get-cluster | 64 | 21000 | 50.0 | 2.00 | `get` | ×0.75 | +0.0 | +0.00 |",
+            "| add-cluster-wait | 64 | 12000 | 80.0 | 2.00 | `add-cluster` | ×0.50 | +20.0 | +0.00 |",
+            "| add-cluster-wait | 64 | 12000 | 80.0 | 2.00 | `add` | ×0.40 | +30.0 | +0.00 |",
+        ] {
+            assert!(md.contains(row), "{row} in {md}");
+        }
+        assert_eq!(
+            md.matches("| add-cluster | 256 |").count(),
+            1,
+            "in the table only: `add` was not measured at 256 connections: {md}"
+        );
+    }
+
+    #[test]
+    fn without_cluster_points_there_is_no_cluster_section() {
+        let md = fixture::report().markdown(None);
+
+        assert!(!md.contains("Redis Cluster"), "{md}");
     }
 
     #[test]

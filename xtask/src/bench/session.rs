@@ -1,9 +1,10 @@
 //! One bench run, in order: Redis up and pre-filled, the service started a few times to
 //! time readiness, warm-up, then every scenario at every concurrency with wrk and its
-//! redis-benchmark equivalent right after it (`get-auth` on a service of its own, started
-//! with `AUTH_MODE=jwt`), then the same at the budget's concurrency for the `--against`
-//! revision's binary, then the observability runs. Every process is owned, so an error
-//! anywhere stops them all.
+//! redis-benchmark equivalent right after it (`get-auth` on a service of its own,
+//! [`own_services`]), then the same at the budget's concurrency for the `--against`
+//! revision's binary; then, when chosen, the cluster scenarios on services of their own
+//! against a Redis Cluster started for them; then the observability runs. Every process
+//! is owned, so an error anywhere stops them all.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -16,10 +17,10 @@ use xshell::Shell;
 use super::budget::BUDGET_CONNECTIONS;
 use super::jwt::Issuer;
 use super::loadgen::{self, HttpResult};
-use super::processes::{Owned, free_port, http_get, redis_pipeline, wait_for_200};
-use super::report::{CURRENT, Machine, Point, Report, Startup};
+use super::processes::{Owned, free_port, redis_pipeline, wait_for_200};
+use super::report::{Machine, Point, Report, Startup};
 use super::scenarios::{self, Scenario};
-use super::{Binary, Settings, observe, procfs};
+use super::{Backend, Binary, Settings, observe, own_services, procfs};
 
 /// How many times the service is started to time readiness.
 pub const READY_STARTS: usize = 5;
@@ -78,7 +79,7 @@ pub fn run(
         dir.path(),
         &settings.connections,
     )?;
-    points.extend(on_own_services(
+    points.extend(own_services::authenticated(
         sh,
         settings,
         &Binary::current(),
@@ -95,7 +96,7 @@ pub fn run(
             other.label
         );
         let port = free_port()?;
-        let invocation = super::service(&other.path, port, redis_port, None);
+        let invocation = super::service(&other.path, port, Backend::Standalone(redis_port), None);
         let (service, _) = start(sh, &invocation, port, Stdio::null())?;
         let mut theirs = on_shared_service(
             sh,
@@ -105,7 +106,7 @@ pub fn run(
             dir.path(),
             &[BUDGET_CONNECTIONS],
         )?;
-        theirs.extend(on_own_services(
+        theirs.extend(own_services::authenticated(
             sh,
             settings,
             &other,
@@ -114,10 +115,10 @@ pub fn run(
             &issuer,
             &[BUDGET_CONNECTIONS],
         )?);
-        points.extend(theirs.into_iter().map(|point| Point {
-            binary: other.label.clone(),
-            ..point
-        }));
+        points.extend(labelled(theirs, &other));
+    }
+    if settings.scenarios.iter().any(|s| s.cluster()) {
+        points.extend(own_services::cluster(sh, settings, dir.path())?);
     }
 
     let observability = observe::run(sh, settings, redis_port, dir.path())?;
@@ -142,9 +143,10 @@ pub fn run(
 /// does not decide a verdict. Both tools move by 10 to 20 % between runs here.
 pub const BUDGET_REPEATS: usize = 3;
 
-/// The pair with the median ratio, carrying every pair's ratio and the highest peak RSS
-/// of them all (the memory budget must see every pair); any pair with errors is kept
-/// instead, so errors are never hidden by a repeat.
+/// The pair with the median ratio (the run with the median req/s, for a scenario without
+/// a redis-benchmark equivalent), carrying every pair's ratio and the highest peak RSS of
+/// them all (the memory budget must see every pair); any pair with errors is kept instead,
+/// so errors are never hidden by a repeat.
 pub fn median_pair(pairs: Vec<Point>) -> Point {
     let peak_rss_kib = pairs
         .iter()
@@ -152,9 +154,9 @@ pub fn median_pair(pairs: Vec<Point>) -> Point {
         .max()
         .unwrap_or_default();
     let ratios: Vec<f64> = pairs.iter().filter_map(|p| p.ratio).collect();
-    let mut kept = median_or_failed(pairs, Point::failed, |a, b| {
-        a.ratio.unwrap_or(0.0).total_cmp(&b.ratio.unwrap_or(0.0))
-    });
+    // A scenario without a redis-benchmark equivalent has no ratio: its req/s decides.
+    let by = |p: &Point| p.ratio.unwrap_or(p.service.rps);
+    let mut kept = median_or_failed(pairs, Point::failed, |a, b| by(a).total_cmp(&by(b)));
     if ratios.len() > 1 && !kept.failed() {
         kept.repeat_ratios = ratios;
     }
@@ -185,7 +187,16 @@ pub fn url(port: u16, scenario: Scenario) -> String {
     format!("http://127.0.0.1:{port}{}", scenario.path())
 }
 
-fn wait_for_redis(redis: &mut Owned, port: u16) -> anyhow::Result<()> {
+/// The `--against` revision's `points`, labelled with its binary.
+pub fn labelled(points: Vec<Point>, binary: &Binary) -> impl Iterator<Item = Point> {
+    points.into_iter().map(|point| Point {
+        binary: binary.label.clone(),
+        ..point
+    })
+}
+
+/// Waits until the redis-server `redis` answers PING on `port`.
+pub fn wait_for_redis(redis: &mut Owned, port: u16) -> anyhow::Result<()> {
     let deadline = Instant::now() + START_LIMIT;
     while redis_pipeline(port, &[vec!["PING".to_owned()]]).is_err() {
         redis.ensure_running()?;
@@ -211,7 +222,7 @@ fn on_shared_service(
         .scenarios
         .iter()
         .copied()
-        .filter(|s| !s.authenticated())
+        .filter(|s| !s.own_service())
         .collect();
     warm_up(sh, &service, &scenarios, dir)?;
     let points = measure_points(
@@ -227,79 +238,9 @@ fn on_shared_service(
     Ok(points)
 }
 
-/// Each chosen authenticated scenario on a service of `binary` of its own, started with
-/// the scenario's `AUTH_*` variables, its script written with tokens `issuer` signs just
-/// now so their hour starts with it. A service that answers without a token is an error
-/// for the current binary; an `--against` revision from before authentication is only
-/// left out of the scenario, since its figures would be plain `get`'s.
-fn on_own_services(
-    sh: &Shell,
-    settings: &Settings,
-    binary: &Binary,
-    redis_port: u16,
-    dir: &Path,
-    issuer: &Issuer,
-    connections: &[u32],
-) -> anyhow::Result<Vec<Point>> {
-    let mut points = Vec::new();
-    for &scenario in settings.scenarios.iter().filter(|s| s.authenticated()) {
-        let tokens = scenarios::bearer_tokens(|user| issuer.token(user))?;
-        std::fs::write(script(dir, scenario), scenario.wrk_script(&tokens))?;
-        let port = free_port()?;
-        let invocation = super::scenario_service(&binary.path, port, redis_port, scenario, dir);
-        let (mut service, _) = start(sh, &invocation, port, Stdio::null())?;
-        match refuses_without_token(port) {
-            Ok(()) => {}
-            Err(error) if binary.label != CURRENT => {
-                println!(
-                    "==> {} not measured for the {} binary: {error:#}",
-                    scenario.name(),
-                    binary.label
-                );
-                service.process.stop()?;
-                continue;
-            }
-            Err(error) => {
-                return Err(error.context(format!(
-                    "{} on the {} binary",
-                    scenario.name(),
-                    binary.label
-                )));
-            }
-        }
-        warm_up(sh, &service, &[scenario], dir)?;
-        points.extend(measure_points(
-            sh,
-            settings,
-            &mut service,
-            redis_port,
-            dir,
-            &[scenario],
-            connections,
-        )?);
-        service.process.stop()?;
-    }
-    Ok(points)
-}
-
-/// Fails unless the service on `port` answers a cart request without a token with 401,
-/// which proves it checks tokens.
-fn refuses_without_token(port: u16) -> anyhow::Result<()> {
-    let path = "/v1/cart/g-0";
-    let (status, _) = http_get(port, path)
-        .with_context(|| format!("GET {path} without a token on 127.0.0.1:{port}"))?;
-    if status != 401 {
-        bail!(
-            "GET {path} without a token answered {status}, not 401: the service does not check \
-             tokens with AUTH_MODE=jwt"
-        );
-    }
-    Ok(())
-}
-
 /// Each of `scenarios` for [`WARM_UP_SECONDS`], so the first point does not pay for cold
 /// caches.
-fn warm_up(
+pub fn warm_up(
     sh: &Shell,
     service: &Running,
     scenarios: &[Scenario],
@@ -314,7 +255,7 @@ fn warm_up(
 
 /// Each of `scenarios` at each of `connections`; at the budget's, the median of
 /// [`BUDGET_REPEATS`] pairs.
-fn measure_points(
+pub fn measure_points(
     sh: &Shell,
     settings: &Settings,
     service: &mut Running,
@@ -326,12 +267,14 @@ fn measure_points(
     let mut points = Vec::new();
     for &scenario in scenarios {
         for &connections in connections {
-            let repeats =
-                if connections == BUDGET_CONNECTIONS && scenario.redis_equivalent().is_some() {
-                    BUDGET_REPEATS
-                } else {
-                    1
-                };
+            // A cluster scenario without an equivalent repeats too: its figure is read
+            // beside the repeated ones of the scenarios it varies.
+            let repeated = scenario.redis_equivalent().is_some() || scenario.cluster();
+            let repeats = if connections == BUDGET_CONNECTIONS && repeated {
+                BUDGET_REPEATS
+            } else {
+                1
+            };
             let mut pairs = Vec::with_capacity(repeats);
             for _ in 0..repeats {
                 pairs.push(measure_point(
@@ -363,7 +306,12 @@ fn start_timed(sh: &Shell, redis_port: u16) -> anyhow::Result<(Running, Startup)
         let port = free_port()?;
         let (running, ready) = start(
             sh,
-            &super::service(&Binary::current().path, port, redis_port, None),
+            &super::service(
+                &Binary::current().path,
+                port,
+                Backend::Standalone(redis_port),
+                None,
+            ),
             port,
             Stdio::null(),
         )?;
@@ -417,24 +365,24 @@ fn measure_point(
     service.process.ensure_running()?;
     let result = result?;
     let redis = match scenario.redis_equivalent() {
-        Some((command, keys)) => {
-            let invocation = loadgen::redis_benchmark(
-                redis_port,
-                connections,
-                settings.redis_requests(),
-                keys,
-                command,
-            );
+        Some(load) => {
+            let invocation =
+                loadgen::redis_benchmark(redis_port, connections, settings.redis_requests(), &load);
             let output = invocation.to_cmd(sh).quiet().ignore_status().output()?;
             let text =
                 String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
-            Some(loadgen::parse_redis_benchmark(&text).with_context(|| invocation.to_string())?)
+            let result =
+                loadgen::parse_redis_benchmark(&text).with_context(|| invocation.to_string())?;
+            Some(loadgen::RedisResult {
+                cluster: load.cluster,
+                ..result
+            })
         }
         None => None,
     };
     let ratio = redis.as_ref().map(|r| result.rps / r.rps);
     println!(
-        "==> {:<7} @ {connections:>3}: {:>7.0} req/s  p99 {:>6.2} ms  errors {}  RSS {} MiB{}",
+        "==> {:<16} @ {connections:>3}: {:>7.0} req/s  p99 {:>6.2} ms  errors {}  RSS {} MiB{}",
         scenario.name(),
         result.rps,
         result.p99_ms,
@@ -526,6 +474,18 @@ mod tests {
         let kept = median_pair(vec![pair(60_000.0), failed, pair(61_000.0)]);
 
         assert!(kept.failed());
+    }
+
+    #[test]
+    fn without_an_equivalent_the_run_with_the_median_rate_is_kept() {
+        let runs = [31_000.0, 24_000.0, 27_000.0]
+            .map(|rps| fixture::point("add-cluster-wait", 64, rps, None))
+            .to_vec();
+
+        let kept = median_pair(runs);
+
+        assert!((kept.service.rps - 27_000.0).abs() < 1e-9);
+        assert!(kept.ratio.is_none() && kept.repeat_ratios.is_empty());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The chart of a run, drawn as SVG by plotters: the current binary's throughput and p99
 //! latency against concurrency, one solid line per scenario and a dashed one per
-//! redis-benchmark command (the first point at each level, when two scenarios share the
-//! command), with one legend under both panels. The concurrency levels sit
-//! evenly along the x axis whatever their values, as in the report's table.
+//! redis-benchmark command, one Redis's and the cluster's apart (the first point at each
+//! level, when two scenarios share the command), with one legend under both panels. The
+//! concurrency levels sit evenly along the x axis whatever their values, as in the
+//! report's table. A run at one level, where the lines would be a column of dots, gets
+//! bars instead ([`super::bars`]).
 
 use std::collections::BTreeMap;
 
@@ -15,19 +17,23 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::report::Report;
 
-const WIDTH: u32 = 1100;
+pub const WIDTH: u32 = 1100;
 const PANELS_HEIGHT: u32 = 390;
-const LEGEND_HEIGHT: u32 = 70;
-/// Where the legend's first column starts, and how far apart its columns are.
+/// The legend's rows, 20 px apart, and room above and below them.
+const LEGEND_ROW: u32 = 20;
+const LEGEND_PADDING: u32 = 30;
+/// Where the legend's first column starts, and how far apart its columns are: room for
+/// `redis-benchmark --cluster HINCRBY`.
 const LEGEND_LEFT: i32 = 70;
-const LEGEND_COLUMN: i32 = 230;
-const LEGEND_COLUMNS: i32 = 4;
-const FONT: &str = "sans-serif";
+const LEGEND_COLUMN: i32 = 340;
+const LEGEND_COLUMNS: i32 = 3;
+pub const FONT: &str = "sans-serif";
 /// 12 px text: plotters' SVG backend writes a font's size divided by 1.24.
-const FONT_SIZE: f64 = 15.0;
-/// At most this many values on the y axis, which ends on a round number.
-const Y_TICKS: usize = 6;
-const COLOURS: [RGBColor; 8] = [
+pub const FONT_SIZE: f64 = 15.0;
+/// At most this many values on a value axis, which ends on a round number.
+pub const Y_TICKS: usize = 6;
+/// Enough for every scenario and redis-benchmark line of a full run (8 and 5).
+pub const COLOURS: [RGBColor; 14] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0x2c, 0xa0, 0x2c),
@@ -36,6 +42,12 @@ const COLOURS: [RGBColor; 8] = [
     RGBColor(0x8c, 0x56, 0x4b),
     RGBColor(0x17, 0xbe, 0xcf),
     RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x39, 0x3b, 0x79),
+    RGBColor(0x63, 0x79, 0x39),
+    RGBColor(0x84, 0x3c, 0x39),
+    RGBColor(0x7b, 0x41, 0x73),
 ];
 /// Dash and gap of the redis-benchmark lines, in pixels.
 const DASH: (i32, i32) = (6, 4);
@@ -51,10 +63,15 @@ pub fn chart(report: &Report) -> anyhow::Result<String> {
     let mut levels: Vec<u32> = report.current_points().map(|p| p.connections).collect();
     levels.sort_unstable();
     levels.dedup();
+    if let [level] = levels[..] {
+        return super::bars::chart(report, level);
+    }
 
+    let rows = u32::try_from(throughput.len())?.div_ceil(LEGEND_COLUMNS.unsigned_abs());
+    let legend_height = LEGEND_PADDING + LEGEND_ROW * rows;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, PANELS_HEIGHT + LEGEND_HEIGHT))
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, PANELS_HEIGHT + legend_height))
             .into_drawing_area();
         let draw = || -> Result<(), DrawingAreaErrorKind<_>> {
             root.fill(&WHITE)?;
@@ -107,7 +124,8 @@ fn series(report: &Report) -> (Vec<Series>, Vec<Series>) {
             point.service.p99_ms,
         );
         if let Some(redis) = &point.redis {
-            let label = format!("redis-benchmark {}", first_word(&redis.command));
+            let mode = if redis.cluster { "--cluster " } else { "" };
+            let label = format!("redis-benchmark {mode}{}", first_word(&redis.command));
             // `get` and `get-auth` both run HGETALL: one line, not a zigzag between two.
             let drawn = throughput
                 .get(&label)
@@ -220,7 +238,7 @@ fn legend<DB: DrawingBackend>(
 }
 
 /// 1, 2 or 5 times a power of ten, at least `value` (and at least 1).
-fn nice_ceiling(value: f64) -> f64 {
+pub fn nice_ceiling(value: f64) -> f64 {
     if value <= 1.0 {
         return 1.0;
     }
@@ -232,7 +250,7 @@ fn nice_ceiling(value: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
-fn format_tick(value: f64) -> String {
+pub fn format_tick(value: f64) -> String {
     if value >= 1000.0 {
         format!("{:.0}k", value / 1000.0)
     } else if value.fract() == 0.0 {
@@ -336,6 +354,47 @@ mod tests {
         );
         assert!(throughput.iter().any(|s| s.label == "get-auth"));
         assert_eq!(latency.len(), throughput.len());
+    }
+
+    #[test]
+    fn the_clusters_redis_benchmark_lines_are_apart_from_the_one_redis() {
+        let mut report = fixture::report();
+        report.points.extend(fixture::cluster_points());
+
+        let (throughput, _) = series(&report);
+        let svg = chart(&report).unwrap();
+
+        let labels: Vec<&str> = throughput.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "add",
+                "add-cluster",
+                "add-cluster-wait",
+                "get",
+                "get-cluster",
+                "health",
+                "redis-benchmark --cluster HGETALL",
+                "redis-benchmark --cluster HINCRBY",
+                "redis-benchmark HGETALL",
+                "redis-benchmark HINCRBY",
+                "redis-benchmark PING",
+            ]
+        );
+        let cluster_hincrby = &throughput[7];
+        assert_eq!(cluster_hincrby.points, [(64, 40_000.0), (256, 41_000.0)]);
+        for (label, colour) in labels.iter().zip(COLOURS) {
+            assert_eq!(text_count(&svg, label), 1, "{label} in the legend");
+            assert!(
+                count(&svg, "<circle", colour, "fill") >= 2,
+                "{label}'s points in both panels"
+            );
+        }
+        assert!(
+            svg.contains(r#"height="500""#),
+            "four legend rows of three: {}",
+            &svg[..200]
+        );
     }
 
     #[test]
