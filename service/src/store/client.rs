@@ -6,6 +6,7 @@
 //! against the public roots or `REDIS_CA_FILE`, and presents the client certificate when
 //! one is configured.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -180,7 +181,18 @@ impl Connect for CoalescedNode {
         Box::pin(async move {
             let info = info.into_connection_info()?;
             let connection = match info.addr() {
-                ConnectionAddr::Tcp(..) => open_tcp(&info, &config).await?,
+                ConnectionAddr::Tcp(..) => {
+                    // Without a bound, a node whose address no longer answers (a deleted
+                    // pod's IP) holds this for the kernel's SYN retries, over a minute, while
+                    // redis-rs's slot refresh holds every other request waiting on it.
+                    let timeout =
+                        Duration::from_millis(NODE_CONNECT_TIMEOUT_MS.load(Ordering::Relaxed));
+                    tokio::time::timeout(timeout, open_tcp(&info, &config))
+                        .await
+                        .map_err(|_| {
+                            std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                        })??
+                }
                 _ => {
                     Client::open(info)?
                         .get_multiplexed_async_connection_with_config(&config)
@@ -191,6 +203,11 @@ impl Connect for CoalescedNode {
         })
     }
 }
+
+/// `REDIS_CONNECT_TIMEOUT_MS` for the cluster nodes' TCP connects. A static because
+/// redis-rs hands `Connect` the timeout inside a config whose fields are private; one
+/// process serves one configuration.
+static NODE_CONNECT_TIMEOUT_MS: AtomicU64 = AtomicU64::new(1000);
 
 /// The TCP settings every connection uses: keepalive and `TCP_USER_TIMEOUT` catch peers
 /// that vanished without a reset.
@@ -246,6 +263,10 @@ pub(super) fn target(redis: &RedisConfig) -> RedisResult<Target> {
             // a few times, shortly, within twice the response timeout all told, so a
             // request for a failed primary's slots ends in a 503 rather than waiting out the
             // failover.
+            NODE_CONNECT_TIMEOUT_MS.store(
+                u64::try_from(redis.connect_timeout.as_millis()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             let mut builder = ClusterClientBuilder::new(redis.urls.clone())
                 .connection_timeout(redis.connect_timeout)
                 .response_timeout(redis.response_timeout)
@@ -330,4 +351,54 @@ where
     // The task ends by itself once every handle to the connection is dropped.
     tokio::spawn(driver);
     Ok(connection)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use redis::io::tcp::socket2::{Domain, Socket, Type};
+
+    use super::*;
+
+    /// A loopback address where connects hang, as for a node whose IP vanished: a listener
+    /// with a backlog of one, filled and never accepted, so the kernel drops further SYNs.
+    fn black_hole() -> (Socket, Vec<std::net::TcpStream>, SocketAddr) {
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let address = listener.local_addr().unwrap().as_socket().unwrap();
+        let filled = (0..2)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok()
+            })
+            .collect();
+        (listener, filled, address)
+    }
+
+    #[tokio::test]
+    async fn a_cluster_node_that_never_answers_the_connect_fails_within_the_connect_timeout() {
+        let (_listener, _filled, address) = black_hole();
+        NODE_CONNECT_TIMEOUT_MS.store(300, Ordering::Relaxed);
+        let started = Instant::now();
+
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            CoalescedNode::connect_with_config(
+                format!("redis://{address}"),
+                AsyncConnectionConfig::new(),
+            ),
+        )
+        .await;
+
+        let took = started.elapsed();
+        assert!(
+            matches!(result, Ok(Err(ref error)) if error.is_timeout()),
+            "the connect did not time out: {result:?}"
+        );
+        assert!(took < Duration::from_secs(2), "the connect took {took:?}");
+    }
 }
