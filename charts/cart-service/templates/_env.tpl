@@ -1,6 +1,7 @@
 {{/*
 The service's environment: every variable the service reads (service/src/config.rs) and
-the standard OTEL_* ones. The Redis password and the stress token only ever arrive through
+the standard OTEL_* ones. With a Redis Cluster (redis.mode cluster, or an external one)
+REDIS_MODE is cluster and REDIS_URL a comma-separated list of seed URLs. The Redis password and the stress token only ever arrive through
 secretKeyRef, and the Redis TLS files as a read-only Secret volume (deployment.yaml).
 */}}
 {{- define "cart-service.env" -}}
@@ -30,6 +31,10 @@ secretKeyRef, and the Redis TLS files as a read-only Secret volume (deployment.y
       name: {{ $secret }}
       key: {{ include "cart-service.redisSecretKey" . }}
 {{- end }}
+{{- if include "cart-service.redisIsCluster" . }}
+- name: REDIS_MODE
+  value: cluster
+{{- end }}
 - name: REDIS_URL
   value: {{ include "cart-service.redisUrl" . | quote }}
 {{- with .Values.externalRedis.tlsSecret }}
@@ -51,6 +56,10 @@ secretKeyRef, and the Redis TLS files as a read-only Secret volume (deployment.y
   value: {{ .Values.config.redisResponseTimeoutMs | int64 | quote }}
 - name: REDIS_CONNECT_TIMEOUT_MS
   value: {{ .Values.config.redisConnectTimeoutMs | int64 | quote }}
+- name: REDIS_WAIT_REPLICAS
+  value: {{ .Values.config.redisWaitReplicas | int64 | quote }}
+- name: REDIS_WAIT_TIMEOUT_MS
+  value: {{ .Values.config.redisWaitTimeoutMs | int64 | quote }}
 - name: REQUEST_TIMEOUT_MS
   value: {{ .Values.config.requestTimeoutMs | int64 | quote }}
 - name: HTTP_IDLE_TIMEOUT_MS

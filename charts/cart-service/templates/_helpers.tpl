@@ -73,9 +73,57 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* The Redis Cluster of redis.mode cluster: its StatefulSet, headless Service and hook Job. */}}
+{{- define "cart-service.redisClusterName" -}}
+{{- include "cart-service.componentName" (dict "root" . "component" "redis-cluster") }}
+{{- end }}
+
+{{- define "cart-service.redisClusterJobName" -}}
+{{- include "cart-service.componentName" (dict "root" . "component" "redis-cluster-init") }}
+{{- end }}
+
+{{/* The in-release Redis StatefulSet (and its ConfigMap and NetworkPolicy) of either mode. */}}
+{{- define "cart-service.redisWorkloadName" -}}
+{{- if eq .Values.redis.mode "cluster" }}
+{{- include "cart-service.redisClusterName" . }}
+{{- else }}
+{{- include "cart-service.redisName" . }}
+{{- end }}
+{{- end }}
+
+{{/* The DNS domain of the Redis pods: <pod>.<this> names one, stable across restarts. */}}
+{{- define "cart-service.redisPodDomain" -}}
+{{- printf "%s-headless.%s.svc" (include "cart-service.redisWorkloadName" .) .Release.Namespace }}
+{{- end }}
+
+{{/* Pods of the in-release Redis Cluster: masters x (1 + replicasPerMaster). */}}
+{{- define "cart-service.redisClusterSize" -}}
+{{- mul .Values.redis.cluster.masters (add1 .Values.redis.cluster.replicasPerMaster) }}
+{{- end }}
+
+{{- define "cart-service.redisClusterBusPort" -}}
+{{- .Values.redis.cluster.busPort | default (add .Values.redis.port 10000) }}
+{{- end }}
+
+{{/* The host names of the in-release cluster's nodes, space-separated, in ordinal order. */}}
+{{- define "cart-service.redisClusterHosts" -}}
+{{- $name := include "cart-service.redisClusterName" . }}
+{{- $domain := include "cart-service.redisPodDomain" . }}
+{{- $hosts := list }}
+{{- range $i := until (include "cart-service.redisClusterSize" . | int) }}
+{{- $hosts = append $hosts (printf "%s-%d.%s" $name $i $domain) }}
+{{- end }}
+{{- join " " $hosts }}
+{{- end }}
+
+{{/* Non-empty when the service talks to a Redis Cluster, in the release or outside it. */}}
+{{- define "cart-service.redisIsCluster" -}}
+{{- if or (eq .Values.redis.mode "cluster") (and (eq .Values.redis.mode "external") .Values.externalRedis.cluster) }}true{{ end }}
+{{- end }}
+
 {{/* The Secret holding the Redis password, and its key; empty name when there is none. */}}
 {{- define "cart-service.redisSecretName" -}}
-{{- if .Values.redis.enabled }}
+{{- if ne .Values.redis.mode "external" }}
 {{- default (include "cart-service.redisName" .) .Values.redis.auth.existingSecret }}
 {{- else }}
 {{- .Values.externalRedis.existingSecret }}
@@ -83,7 +131,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "cart-service.redisSecretKey" -}}
-{{- if .Values.redis.enabled }}
+{{- if ne .Values.redis.mode "external" }}
 {{- .Values.redis.auth.existingSecretKey }}
 {{- else }}
 {{- .Values.externalRedis.existingSecretKey }}
@@ -95,14 +143,33 @@ app.kubernetes.io/component: {{ .component }}
 /etc/cart-service/redis-tls
 {{- end }}
 
-{{/* REDIS_URL, with the password expanded by the kubelet from $(REDIS_PASSWORD), never inlined. */}}
+{{/*
+REDIS_URL, with the password expanded by the kubelet from $(REDIS_PASSWORD), never inlined.
+A Redis Cluster gets a comma-separated list of seed URLs: every node of the in-release
+cluster, or externalRedis.nodes.
+*/}}
 {{- define "cart-service.redisUrl" -}}
 {{- $auth := ternary ":$(REDIS_PASSWORD)@" "" (ne (include "cart-service.redisSecretName" .) "") }}
-{{- if .Values.redis.enabled }}
+{{- $mode := .Values.redis.mode }}
+{{- if eq $mode "standalone" }}
 {{- printf "redis://%s%s:%d" $auth (include "cart-service.redisName" .) (int .Values.redis.port) }}
+{{- else if eq $mode "cluster" }}
+{{- $urls := list }}
+{{- range splitList " " (include "cart-service.redisClusterHosts" .) }}
+{{- $urls = append $urls (printf "redis://%s%s:%d" $auth . (int $.Values.redis.port)) }}
+{{- end }}
+{{- join "," $urls }}
 {{- else }}
 {{- $scheme := ternary "rediss" "redis" .Values.externalRedis.tls }}
+{{- if .Values.externalRedis.cluster }}
+{{- $urls := list }}
+{{- range .Values.externalRedis.nodes }}
+{{- $urls = append $urls (printf "%s://%s%s" $scheme $auth .) }}
+{{- end }}
+{{- join "," $urls }}
+{{- else }}
 {{- printf "%s://%s%s:%d/%d" $scheme $auth .Values.externalRedis.host (int .Values.externalRedis.port) (int .Values.externalRedis.database) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -145,17 +212,15 @@ seccompProfile:
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail (printf "autoscaling.minReplicas (%d) must not be greater than autoscaling.maxReplicas (%d)" (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- end }}
-{{- if and (not .Values.redis.enabled) (not .Values.externalRedis.host) }}
-{{- fail "externalRedis.host is required when redis.enabled is false" }}
-{{- end }}
+{{- include "cart-service.validateRedis" . }}
 {{- with .Values.config.stress }}
 {{- if and .enabled (gt (int .maxMemoryMb) (int .maxTotalMemoryMb)) }}
 {{- fail (printf "config.stress.maxMemoryMb (%d) must not be greater than config.stress.maxTotalMemoryMb (%d), or the service refuses to start" (int .maxMemoryMb) (int .maxTotalMemoryMb)) }}
 {{- end }}
 {{- end }}
 {{- with .Values.externalRedis.tlsSecret }}
-{{- if and .name (or $.Values.redis.enabled (not $.Values.externalRedis.tls)) }}
-{{- fail "externalRedis.tlsSecret.name needs redis.enabled false and externalRedis.tls true: its files are for a TLS connection to the external Redis" }}
+{{- if and .name (or (ne $.Values.redis.mode "external") (not $.Values.externalRedis.tls)) }}
+{{- fail "externalRedis.tlsSecret.name needs redis.mode external and externalRedis.tls true: its files are for a TLS connection to the external Redis" }}
 {{- end }}
 {{- if and .name (not .ca) (not .clientCertificate) }}
 {{- fail "externalRedis.tlsSecret.name is set, but neither externalRedis.tlsSecret.ca nor externalRedis.tlsSecret.clientCertificate: nothing would be mounted" }}
@@ -222,4 +287,58 @@ source, as the service itself refuses AUTH_* variables without AUTH_MODE=jwt.
 {{/* Non-empty when the auth public key is mounted: jwt mode with a ConfigMap or Secret. */}}
 {{- define "cart-service.authPublicKeyMounted" -}}
 {{- if and (eq .Values.auth.mode "jwt") (or .Values.auth.publicKey.configMap .Values.auth.publicKey.secret) }}true{{ end }}
+{{- end }}
+
+{{/*
+redis.mode and what each mode needs. A formed Redis Cluster is never shrunk by an upgrade:
+the StatefulSet would delete pods that hold hash slots before any hook could object, so a
+smaller size than the live StatefulSet's is refused here (lookup finds nothing under
+`helm template`). A larger one renders, and the hook Job refuses to add the new nodes
+(templates/redis/cluster-job.yaml).
+*/}}
+{{- define "cart-service.validateRedis" -}}
+{{- $redis := .Values.redis }}
+{{- $external := .Values.externalRedis }}
+{{- if hasKey $redis "enabled" }}
+{{- fail "redis.enabled was replaced by redis.mode: use redis.mode standalone (was enabled: true), cluster for a Redis Cluster in the release, or external (was enabled: false) with externalRedis" }}
+{{- end }}
+{{- if eq $redis.mode "external" }}
+{{- if $external.cluster }}
+{{- if not $external.nodes }}
+{{- fail "externalRedis.nodes needs at least one host:port seed node when externalRedis.cluster is true" }}
+{{- end }}
+{{- if ne (int $external.database) 0 }}
+{{- fail (printf "externalRedis.database (%d) must be 0 when externalRedis.cluster is true: Redis Cluster has only database 0" (int $external.database)) }}
+{{- end }}
+{{- else if not $external.host }}
+{{- fail "externalRedis.host is required when redis.mode is external (or externalRedis.cluster true with externalRedis.nodes)" }}
+{{- end }}
+{{- else if or $external.cluster $external.nodes }}
+{{- fail (printf "externalRedis.cluster and externalRedis.nodes are for redis.mode external, not %s" $redis.mode) }}
+{{- end }}
+{{- if and $external.nodes (not $external.cluster) }}
+{{- fail "externalRedis.nodes is set but externalRedis.cluster is false: set externalRedis.cluster true, or externalRedis.host for a single Redis" }}
+{{- end }}
+{{- $wait := int .Values.config.redisWaitReplicas }}
+{{- if and (eq $redis.mode "standalone") (gt $wait 0) }}
+{{- fail (printf "config.redisWaitReplicas (%d) must be 0 with redis.mode standalone: that Redis has no replica to wait for" $wait) }}
+{{- end }}
+{{- if eq $redis.mode "cluster" }}
+{{- $cluster := $redis.cluster }}
+{{- if gt $wait (int $cluster.replicasPerMaster) }}
+{{- fail (printf "config.redisWaitReplicas (%d) must not be greater than redis.cluster.replicasPerMaster (%d): every write would wait for replicas that do not exist" $wait (int $cluster.replicasPerMaster)) }}
+{{- end }}
+{{- if not $redis.persistence.enabled }}
+{{- fail "redis.mode cluster needs redis.persistence.enabled: a node's nodes.conf, its identity in the cluster, must outlive its pod" }}
+{{- end }}
+{{- $bus := include "cart-service.redisClusterBusPort" . | int }}
+{{- if or (eq $bus (int $redis.port)) (gt $bus 65535) }}
+{{- fail (printf "redis.cluster.busPort (%d) must differ from redis.port and be at most 65535; 0 means redis.port + 10000" $bus) }}
+{{- end }}
+{{- $size := include "cart-service.redisClusterSize" . | int }}
+{{- $live := lookup "apps/v1" "StatefulSet" .Release.Namespace (include "cart-service.redisClusterName" .) }}
+{{- if and $live (gt (int $live.spec.replicas) $size) }}
+{{- fail (printf "redis.cluster.masters x (1 + replicasPerMaster) is %d but the Redis Cluster has %d pods: shrinking it would delete pods that hold hash slots. Move their slots away (redis-cli --cluster reshard), remove them (redis-cli --cluster del-node), scale the StatefulSet down with kubectl, then upgrade" $size (int $live.spec.replicas)) }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -279,7 +279,7 @@ fn restart_stamp() -> String {
 
 /// A pod of four shell loops, each alternating `POST` an item and `DELETE` the cart through
 /// the Service with a new connection per request, until `/tmp/stop` exists.
-struct LoadPod {
+pub(super) struct LoadPod {
     pods: Api<Pod>,
     name: String,
 }
@@ -347,7 +347,7 @@ wait
 "#;
 
 impl LoadPod {
-    async fn start(client: &Client, release: &Release) -> anyhow::Result<Self> {
+    pub(super) async fn start(client: &Client, release: &Release) -> anyhow::Result<Self> {
         let services: Api<Service> = Api::namespaced(client.clone(), &release.namespace);
         let service = first_labelled(&services, &release.api_selector(), "Service").await?;
         let port = service
@@ -402,7 +402,7 @@ impl LoadPod {
     }
 
     /// Tells the loops to stop, waits for the pod to end and counts what it logged.
-    async fn finish(self) -> anyhow::Result<Tally> {
+    pub(super) async fn finish(self) -> anyhow::Result<Tally> {
         let mut touch = self
             .pods
             .exec(

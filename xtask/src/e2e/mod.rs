@@ -4,12 +4,14 @@
 //! namespace that enforces the restricted Pod Security Standard, runs `helm test`, then
 //! checks through kube-rs what users rely on: the API and the downward API, the log
 //! shipper, traces in Jaeger, k6's thresholds, the HPA both ways, rollouts and pod loss
-//! without a failed request, and Redis data surviving its pod. Each step is timed and a
+//! without a failed request, Redis data surviving its pod, and the chart's Redis Cluster
+//! mode surviving the loss of a master. Each step is timed and a
 //! summary table ends the run; any failure fails the task.
 
 mod checks;
 mod disruption;
 pub mod http;
+mod redis_cluster;
 pub mod report;
 mod setup;
 
@@ -38,7 +40,7 @@ const SETUP: [&str; 4] = ["image", "load", "namespace", "install"];
 
 /// The steps, in order: the first four set the release up and stop the run when one
 /// fails; the checks after them each run and report.
-pub const STEPS: [(&str, &str); 13] = [
+pub const STEPS: [(&str, &str); 14] = [
     (
         "image",
         "docker build the Dockerfile; check the image runs as 65532 and report its size",
@@ -90,6 +92,10 @@ pub const STEPS: [(&str, &str); 13] = [
     (
         "redis-persistence",
         "delete the Redis pod; carts written before are there once it is back",
+    ),
+    (
+        "redis-cluster",
+        "redis.mode cluster in <namespace>-cluster: hook forms it, an upgrade leaves it alone, helm test, a master deleted under load",
     ),
 ];
 
@@ -250,6 +256,17 @@ impl Run<'_> {
             "rollout" => disruption::rollout(&self.client, &self.release).await,
             "pod-delete" => disruption::pod_delete(&self.client, &self.release).await,
             "redis-persistence" => disruption::redis(&self.client, &self.release).await,
+            "redis-cluster" => {
+                let keep = self.flags.keep;
+                redis_cluster::redis_cluster(
+                    self.sh,
+                    &self.client,
+                    &self.release,
+                    &self.build,
+                    keep,
+                )
+                .await
+            }
             other => bail!("no step {other}"),
         }
     }

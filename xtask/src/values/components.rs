@@ -1,10 +1,10 @@
-//! Values of the components around the service: the log shipper, Redis (in the release
-//! or external), the OpenTelemetry collector, Jaeger and the `helm test` pods.
+//! Values of the components around the service: the log shipper, the OpenTelemetry
+//! collector, Jaeger and the `helm test` pods (Redis has `redis.rs` to itself).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::scalars::{Image, Quantity, RedisMemory, Resources};
+use super::scalars::{Image, Quantity, Resources};
 
 /// The log-shipper sidecar.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -34,115 +34,6 @@ pub struct LogShipper {
 pub enum ShipperKind {
     FluentBit,
     Tail,
-}
-
-/// Redis in the release.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Redis {
-    /// Run Redis as a StatefulSet in the release; false needs `externalRedis.host`.
-    pub enabled: bool,
-    /// The Redis image.
-    pub image: Image,
-    /// Redis port.
-    #[schemars(range(min = 1024, max = 65535))]
-    pub port: u16,
-    /// UID and GID Redis runs as (10000 or more).
-    #[schemars(range(min = 10000))]
-    pub run_as_user: u32,
-    /// Authentication; a password is always required.
-    pub auth: RedisAuth,
-    /// `maxmemory` of the dataset, such as `200mb`; the policy is `noeviction`, so a full Redis refuses writes rather than dropping carts.
-    pub maxmemory: RedisMemory,
-    /// `appendfsync` of the append-only file.
-    pub appendfsync: AppendFsync,
-    /// The data volume.
-    pub persistence: RedisPersistence,
-    /// Requests and limits of Redis (and of its ACL init container); keep the memory limit above `maxmemory`.
-    pub resources: Resources,
-    /// The redis_exporter sidecar.
-    pub exporter: RedisExporter,
-}
-
-/// The Redis password.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RedisAuth {
-    /// An existing Secret holding the password (URL-safe characters); empty means the chart creates one with a random password, kept across upgrades and on uninstall.
-    pub existing_secret: String,
-    /// Key of the password in the Secret.
-    #[schemars(length(min = 1))]
-    pub existing_secret_key: String,
-}
-
-/// How often Redis fsyncs the append-only file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AppendFsync {
-    Everysec,
-    Always,
-    No,
-}
-
-/// The Redis data volume.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RedisPersistence {
-    /// Keep the data on a PersistentVolumeClaim; off means an emptyDir, lost with the pod.
-    pub enabled: bool,
-    /// Size of the volume (or the emptyDir's `sizeLimit`), such as `1Gi`.
-    pub size: Quantity,
-    /// StorageClass; empty uses the cluster default.
-    pub storage_class: String,
-}
-
-/// The redis_exporter sidecar.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RedisExporter {
-    /// Run it (Prometheus metrics on port 9121).
-    pub enabled: bool,
-    /// The redis_exporter image.
-    pub image: Image,
-    /// Requests and limits of the exporter.
-    pub resources: Resources,
-}
-
-/// A Redis outside the release.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ExternalRedis {
-    /// Host name of the Redis; required when `redis.enabled` is false.
-    pub host: String,
-    /// Its port.
-    #[schemars(range(min = 1, max = 65535))]
-    pub port: u16,
-    /// Database number.
-    #[schemars(range(max = 15))]
-    pub database: u32,
-    /// Connect over TLS (`rediss://`), verifying the server's certificate and name.
-    pub tls: bool,
-    /// TLS files from an existing Secret, for a Redis whose certificate comes from a private CA or that requires a client certificate.
-    pub tls_secret: RedisTlsSecret,
-    /// Secret holding its password (URL-safe characters); empty means no password.
-    pub existing_secret: String,
-    /// Key of the password in that Secret.
-    #[schemars(length(min = 1))]
-    pub existing_secret_key: String,
-}
-
-/// An existing Secret with TLS files for the external Redis, under the keys cert-manager
-/// writes (`ca.crt`, `tls.crt`, `tls.key`); the files chosen here are mounted read-only into
-/// the service's pods, which read them at startup (a renewed certificate needs a restart).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RedisTlsSecret {
-    /// Name of the Secret; empty means none: the server is verified against the public roots and no client certificate is presented. Needs `externalRedis.tls`.
-    pub name: String,
-    /// Verify the server against the Secret's `ca.crt` (`REDIS_CA_FILE`) instead of the public roots.
-    pub ca: bool,
-    /// Present the Secret's `tls.crt` and `tls.key` as a client certificate (`REDIS_CLIENT_CERT_FILE`, `REDIS_CLIENT_KEY_FILE`), for a Redis that requires one.
-    pub client_certificate: bool,
 }
 
 /// Trace export of the service.

@@ -13,6 +13,7 @@
 mod components;
 mod k8s;
 mod monitoring;
+mod redis;
 mod scalars;
 
 use std::collections::BTreeMap;
@@ -22,8 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use k8s::{NetworkPolicyEgressRule, NetworkPolicyPeer, Toleration};
 
-pub use components::{ExternalRedis, Jaeger, LogShipper, OtelCollector, Redis, Telemetry, Tests};
+pub use components::{Jaeger, LogShipper, OtelCollector, Telemetry, Tests};
 pub use monitoring::{Grafana, PrometheusRule, ServiceMonitor};
+pub use redis::{ExternalRedis, Redis};
 pub use scalars::{Image, Resources};
 
 /// Values for the cart-service chart.
@@ -88,9 +90,9 @@ pub struct Values {
     pub prometheus_rule: PrometheusRule,
     /// The Fluent Bit sidecar that ships the service's log file.
     pub log_shipper: LogShipper,
-    /// Redis as a StatefulSet in the release.
+    /// The service's Redis: standalone or a Redis Cluster in the release, or external.
     pub redis: Redis,
-    /// A Redis outside the release, used when `redis.enabled` is false.
+    /// A Redis or Redis Cluster outside the release, used in `redis.mode` `external`.
     pub external_redis: ExternalRedis,
     /// Trace export settings of the service (the standard `OTEL_*` variables).
     pub telemetry: Telemetry,
@@ -152,6 +154,12 @@ pub struct AppConfig {
     /// `REDIS_CONNECT_TIMEOUT_MS`: time to wait for a new Redis connection.
     #[schemars(range(min = 1, max = 60000))]
     pub redis_connect_timeout_ms: u32,
+    /// `REDIS_WAIT_REPLICAS`: replicas each write must reach (Redis `WAIT`) before it is acknowledged; 0 acknowledges once the master has it. Above 0 a master lost just after a write cannot take the write with it, for a round trip to a replica on every write. At most `redis.cluster.replicasPerMaster` in mode `cluster`, and 0 in mode `standalone`, which has no replica.
+    #[schemars(range(max = 5))]
+    pub redis_wait_replicas: u32,
+    /// `REDIS_WAIT_TIMEOUT_MS`: the longest a write waits for those replicas.
+    #[schemars(range(min = 1, max = 60000))]
+    pub redis_wait_timeout_ms: u32,
     /// `REQUEST_TIMEOUT_MS`: deadline for a whole request; past it the answer is 503.
     #[schemars(range(min = 1, max = 600_000))]
     pub request_timeout_ms: u32,
@@ -354,7 +362,7 @@ pub struct PodDisruptionBudget {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkPolicy {
-    /// Create them: cart pods take HTTP in and reach only Redis, the collector and DNS; Redis takes clients only from cart pods.
+    /// Create them: cart pods take HTTP in and reach only Redis, the collector and DNS; Redis takes clients only from cart pods (and, in mode `cluster`, the other nodes and the hook Job).
     pub enabled: bool,
     /// Peers allowed to scrape redis_exporter's port 9121.
     pub metrics_from: Vec<NetworkPolicyPeer>,

@@ -1,5 +1,5 @@
 //! The small value types the chart's values share: images, resources and the string
-//! formats Kubernetes and Redis parse (quantities, Redis memory sizes), each with the
+//! formats Kubernetes and Redis parse (quantities, Redis memory sizes, `host:port`), each with the
 //! pattern that makes Helm reject a malformed one before it reaches the cluster.
 
 use std::borrow::Cow;
@@ -13,6 +13,10 @@ pub const QUANTITY_PATTERN: &str =
 
 /// A Redis memory size such as `200mb` or `1gb`.
 pub const REDIS_MEMORY_PATTERN: &str = r"^[0-9]+([kKmMgG][bB]?|[bB])?$";
+
+/// A host and port such as `redis-0.example.internal:6379`, `10.0.0.7:6379` or `[fd00::7]:6379`.
+pub const HOST_PORT_PATTERN: &str =
+    r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$";
 
 /// A container image.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -90,6 +94,24 @@ impl JsonSchema for RedisMemory {
         json_schema!({
             "type": "string",
             "pattern": REDIS_MEMORY_PATTERN,
+        })
+    }
+}
+
+/// A `host:port`, checked against [`HOST_PORT_PATTERN`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HostPort(pub String);
+
+impl JsonSchema for HostPort {
+    fn schema_name() -> Cow<'static, str> {
+        "HostPort".into()
+    }
+
+    fn json_schema(_generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": HOST_PORT_PATTERN,
         })
     }
 }

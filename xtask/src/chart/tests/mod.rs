@@ -6,6 +6,9 @@
 mod auth;
 mod monitoring;
 mod network;
+mod redis_cluster;
+mod redis_cluster_network;
+mod redis_modes;
 mod redis_tls;
 mod stress;
 mod values;
@@ -16,6 +19,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Pod, PodSpec, Secret, Service, ServiceAccount,
 };
@@ -38,6 +42,7 @@ pub struct Rendered {
     pub pdbs: Vec<PodDisruptionBudget>,
     pub network_policies: Vec<NetworkPolicy>,
     pub pods: Vec<Pod>,
+    pub jobs: Vec<Job>,
     pub secrets: Vec<Secret>,
     pub config_maps: Vec<ConfigMap>,
     pub service_accounts: Vec<ServiceAccount>,
@@ -91,6 +96,10 @@ impl Rendered {
         }
         for p in &self.pods {
             specs.push((name(&p.metadata), p.spec.as_ref().expect("pod spec")));
+        }
+        for j in &self.jobs {
+            let spec = j.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+            specs.push((name(&j.metadata), spec.expect("job pod spec")));
         }
         specs
     }
@@ -181,6 +190,7 @@ fn typed(yaml: &str) -> anyhow::Result<Rendered> {
             "PodDisruptionBudget" => push(&mut r.pdbs, doc),
             "NetworkPolicy" => push(&mut r.network_policies, doc),
             "Pod" => push(&mut r.pods, doc),
+            "Job" => push(&mut r.jobs, doc),
             "Secret" => push(&mut r.secrets, doc),
             "ConfigMap" => push(&mut r.config_maps, doc),
             "ServiceAccount" => push(&mut r.service_accounts, doc),

@@ -129,7 +129,8 @@ fn network_policies_select_the_pods_they_are_written_for() {
             continue;
         }
         let redis = redis_labels(&rendered);
-        let redis_policy = policy(&rendered, "cart-cart-service-redis");
+        let workload = rendered.stateful_sets[0].metadata.name.as_deref();
+        let redis_policy = policy(&rendered, workload.expect("a named StatefulSet"));
         assert!(
             selects(
                 redis_policy.pod_selector.as_ref().expect("podSelector"),

@@ -126,7 +126,7 @@ fn a_tls_secret_without_a_tls_connection_or_with_nothing_to_mount_is_refused() {
     assert_rejected(
         &[
             secret,
-            ("redis.enabled", "false"),
+            ("redis.mode", "external"),
             ("externalRedis.host", "redis.example.internal"),
         ],
         "externalRedis.tls",
@@ -134,7 +134,7 @@ fn a_tls_secret_without_a_tls_connection_or_with_nothing_to_mount_is_refused() {
     assert_rejected(
         &[
             secret,
-            ("redis.enabled", "false"),
+            ("redis.mode", "external"),
             ("externalRedis.host", "redis.example.internal"),
             ("externalRedis.tls", "true"),
             ("externalRedis.tlsSecret.ca", "false"),

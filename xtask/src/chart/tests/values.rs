@@ -88,7 +88,7 @@ fn bad_values_fail_helm_with_a_message_naming_the_value() {
         "autoscaling.minReplicas",
     );
     assert_rejected(&[("runAsUser", "0")], "runAsUser");
-    assert_rejected(&[("redis.enabled", "false")], "externalRedis.host");
+    assert_rejected(&[("redis.mode", "external")], "externalRedis.host");
     assert_rejected(
         &[("resources.limits.memory", "a lot")],
         "resources.limits.memory",
