@@ -7,8 +7,8 @@ umask 077
 # password never appears in an argument or in the ConfigMap.
 printf 'user default on >%s %s\n' "$REDIS_PASSWORD" "$(cat /etc/redis-conf/acl-rules)" \
   > /etc/redis-acl/users.acl
-# What redis.conf includes: the password replicas give their master, and the stable DNS
-# name clients are sent to (MOVED, CLUSTER SLOTS) instead of an IP that changes on restart.
+# What redis.conf includes: the password replicas give their master, and the node's stable
+# DNS name, recorded in every nodes.conf (the address refresh below looks peers up by it).
 printf 'masterauth %s\ncluster-announce-hostname %s.%s\n' "$REDIS_PASSWORD" "$POD_NAME" "$POD_DOMAIN" \
   > /etc/redis-acl/node.conf
 

@@ -134,7 +134,7 @@ fn cluster_nodes_run_redis_cluster_with_host_names_the_password_and_the_standalo
         "cluster-config-file /data/nodes.conf",
         "cluster-port 16379",
         "cluster-node-timeout 5000",
-        "cluster-preferred-endpoint-type hostname",
+        "cluster-preferred-endpoint-type ip",
         "include /etc/redis-acl/node.conf",
         "aclfile /etc/redis-acl/users.acl",
         "maxmemory-policy noeviction",
