@@ -17,9 +17,10 @@ use super::cluster::{self, Cluster};
 use super::jwt::Issuer;
 use super::processes::{free_port, http_get};
 use super::report::{CURRENT, Point};
-use super::scenarios;
-use super::session::{labelled, measure_points, script, start, warm_up};
+use super::scenarios::{self, Scenario};
+use super::session::{Running, labelled, measure_points, script, start, warm_up};
 use super::{Backend, Binary, Settings};
+use crate::command::Invocation;
 
 /// Each chosen authenticated scenario on a service of `binary` of its own, started with
 /// the scenario's `AUTH_*` variables, its script written with tokens `issuer` signs just
@@ -47,37 +48,26 @@ pub fn authenticated(
             scenario,
             dir,
         );
-        let (mut service, _) = start(sh, &invocation, port, Stdio::null())?;
-        match refuses_without_token(port) {
-            Ok(()) => {}
-            Err(error) if binary.label != CURRENT => {
-                println!(
-                    "==> {} not measured for the {} binary: {error:#}",
-                    scenario.name(),
-                    binary.label
-                );
-                service.process.stop()?;
-                continue;
-            }
-            Err(error) => {
-                return Err(error.context(format!(
-                    "{} on the {} binary",
-                    scenario.name(),
-                    binary.label
-                )));
-            }
-        }
-        warm_up(sh, &service, &[scenario], dir)?;
-        points.extend(measure_points(
+        let Some(service) = checked(
+            sh,
+            binary,
+            scenario,
+            &invocation,
+            port,
+            refuses_without_token,
+        )?
+        else {
+            continue;
+        };
+        points.extend(measured(
             sh,
             settings,
-            &mut service,
+            service,
             redis_port,
             dir,
-            &[scenario],
+            scenario,
             connections,
         )?);
-        service.process.stop()?;
     }
     Ok(points)
 }
@@ -138,40 +128,79 @@ fn on_cluster_services(
         let port = free_port()?;
         let nodes = Backend::Cluster(cluster.ports());
         let invocation = super::scenario_service(&binary.path, port, nodes, scenario, dir);
-        let started = start(sh, &invocation, port, Stdio::null()).and_then(|(service, _)| {
-            reads_every_master(port, sample)?;
-            Ok(service)
-        });
-        let mut service = match started {
-            Ok(service) => service,
-            Err(error) if binary.label != CURRENT => {
-                println!(
-                    "==> {} not measured for the {} binary: {error:#}",
-                    scenario.name(),
-                    binary.label
-                );
-                continue;
-            }
-            Err(error) => {
-                return Err(error.context(format!(
-                    "{} on the {} binary",
-                    scenario.name(),
-                    binary.label
-                )));
-            }
+        let read_all = |port| reads_every_master(port, sample);
+        let Some(service) = checked(sh, binary, scenario, &invocation, port, read_all)? else {
+            continue;
         };
-        warm_up(sh, &service, &[scenario], dir)?;
-        points.extend(measure_points(
+        let seed = cluster.ports()[0];
+        points.extend(measured(
             sh,
             settings,
-            &mut service,
-            cluster.ports()[0],
+            service,
+            seed,
             dir,
-            &[scenario],
+            scenario,
             connections,
         )?);
-        service.process.stop()?;
     }
+    Ok(points)
+}
+
+/// `binary`'s service for `scenario`, started and passed through `check`; `None` when an
+/// `--against` revision fails the check (it is left out of the scenario, and says so), an
+/// error when the current binary does.
+fn checked(
+    sh: &Shell,
+    binary: &Binary,
+    scenario: Scenario,
+    invocation: &Invocation,
+    port: u16,
+    check: impl FnOnce(u16) -> anyhow::Result<()>,
+) -> anyhow::Result<Option<Running>> {
+    let started = start(sh, invocation, port, Stdio::null()).and_then(|(service, _)| {
+        check(port)?;
+        Ok(service)
+    });
+    match started {
+        Ok(service) => Ok(Some(service)),
+        Err(error) if binary.label != CURRENT => {
+            println!(
+                "==> {} not measured for the {} binary: {error:#}",
+                scenario.name(),
+                binary.label
+            );
+            Ok(None)
+        }
+        Err(error) => Err(error.context(format!(
+            "{} on the {} binary",
+            scenario.name(),
+            binary.label
+        ))),
+    }
+}
+
+/// `scenario` measured on its own `service` (warmed up first) at `connections`, then the
+/// service stopped.
+fn measured(
+    sh: &Shell,
+    settings: &Settings,
+    mut service: Running,
+    redis_port: u16,
+    dir: &Path,
+    scenario: Scenario,
+    connections: &[u32],
+) -> anyhow::Result<Vec<Point>> {
+    warm_up(sh, &service, &[scenario], dir)?;
+    let points = measure_points(
+        sh,
+        settings,
+        &mut service,
+        redis_port,
+        dir,
+        &[scenario],
+        connections,
+    )?;
+    service.process.stop()?;
     Ok(points)
 }
 
