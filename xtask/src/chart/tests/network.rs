@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::{Rendered, all_containers, env_value, render_every_set, render_set};
 
 /// Whether `selector` (matchLabels only, which is all the chart uses) selects `labels`.
-fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub(super) fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     assert!(
         selector.match_expressions.is_none(),
         "matchExpressions are not evaluated here"
@@ -20,7 +20,8 @@ fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool 
         .all(|(k, v)| labels.get(k) == Some(v))
 }
 
-fn policy<'a>(
+/// The spec of the `NetworkPolicy` called `name`.
+pub(super) fn policy<'a>(
     rendered: &'a Rendered,
     name: &str,
 ) -> &'a k8s_openapi::api::networking::v1::NetworkPolicySpec {

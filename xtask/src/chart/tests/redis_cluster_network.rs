@@ -1,14 +1,14 @@
 //! Assertions on where the Redis Cluster's pods run and who reaches them: soft
 //! anti-affinity by hostname, a `PodDisruptionBudget` of one node at a time, and
 //! `NetworkPolicies` that let the nodes talk on the client and bus ports and the hook Job
-//! reach them. The selector and port helpers serve `redis_modes.rs` too.
+//! reach them. The port helper serves `redis_modes.rs` too.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::networking::v1::{NetworkPolicyPort, NetworkPolicySpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::network::{policy, selects};
 use super::redis_cluster::{CLUSTER, config_map, job};
 use super::{Rendered, render_set};
 
@@ -24,45 +24,42 @@ fn labels_of_job_pods(rendered: &Rendered) -> BTreeMap<String, String> {
     labels.expect("job pod labels")
 }
 
-fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    assert!(selector.match_expressions.is_none());
-    let wanted = selector.match_labels.iter().flatten();
-    wanted.into_iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-pub(super) fn policy<'a>(rendered: &'a Rendered, name: &str) -> &'a NetworkPolicySpec {
-    let mut policies = rendered.network_policies.iter();
-    policies
-        .find(|p| p.metadata.name.as_deref() == Some(name))
-        .and_then(|p| p.spec.as_ref())
-        .unwrap_or_else(|| panic!("no NetworkPolicy {name}"))
-}
-
-/// The ports of the policy rules whose peers include a pod selector selecting `labels`.
+/// The ports of the ingress rules whose peers include a pod selector selecting `labels`.
 fn ports_from(policy: &NetworkPolicySpec, labels: &BTreeMap<String, String>) -> Vec<i32> {
-    let mut ports = Vec::new();
-    for rule in policy.ingress.iter().flatten() {
-        let peers = rule.from.iter().flatten();
-        if peers
-            .into_iter()
-            .any(|p| p.pod_selector.as_ref().is_some_and(|s| selects(s, labels)))
-        {
-            ports.extend(port_numbers(rule.ports.as_ref()));
-        }
-    }
-    ports.sort_unstable();
-    ports
+    let rules = policy.ingress.iter().flatten();
+    ports_of(
+        rules.map(|rule| (rule.from.as_ref(), rule.ports.as_ref())),
+        labels,
+    )
 }
 
+/// The ports of the egress rules whose peers include a pod selector selecting `labels`.
 fn ports_to(policy: &NetworkPolicySpec, labels: &BTreeMap<String, String>) -> Vec<i32> {
+    let rules = policy.egress.iter().flatten();
+    ports_of(
+        rules.map(|rule| (rule.to.as_ref(), rule.ports.as_ref())),
+        labels,
+    )
+}
+
+/// The sorted ports of the `(peers, ports)` rules with a peer selecting `labels`.
+fn ports_of<'a>(
+    rules: impl Iterator<
+        Item = (
+            Option<&'a Vec<NetworkPolicyPeer>>,
+            Option<&'a Vec<NetworkPolicyPort>>,
+        ),
+    >,
+    labels: &BTreeMap<String, String>,
+) -> Vec<i32> {
     let mut ports = Vec::new();
-    for rule in policy.egress.iter().flatten() {
-        let peers = rule.to.iter().flatten();
+    for (peers, rule_ports) in rules {
         if peers
             .into_iter()
+            .flatten()
             .any(|p| p.pod_selector.as_ref().is_some_and(|s| selects(s, labels)))
         {
-            ports.extend(port_numbers(rule.ports.as_ref()));
+            ports.extend(port_numbers(rule_ports));
         }
     }
     ports.sort_unstable();

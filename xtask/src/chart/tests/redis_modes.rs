@@ -2,8 +2,9 @@
 //! seed node's, the `WAIT` settings, the `helm test` pods in every mode, and the values that
 //! cannot work refused by Helm with a message naming them.
 
+use super::network::policy;
 use super::redis_cluster::{env, node, secret_ref};
-use super::redis_cluster_network::{policy, port_numbers};
+use super::redis_cluster_network::port_numbers;
 use super::{env_value, render, render_set};
 
 /// Helm's own message for values it must refuse (without the command line, which
