@@ -14,7 +14,7 @@ use cart_service::store::{Limits, RedisConnection, Replication, Store};
 use tokio::sync::oneshot;
 
 use crate::poll::eventually;
-use crate::redis::shared_redis_url;
+use crate::redis::{is_cluster_url, shared_redis_url};
 
 /// The service, running in-process on a free port.
 #[derive(Debug)]
@@ -116,7 +116,7 @@ pub async fn spawn_app_unready(
 ) -> TestApp {
     let mut config = Config::for_local(redis_url);
     // A list of URLs is a cluster's seed nodes (the shared cluster under CART_TEST_REDIS=cluster).
-    if redis_url.contains(',') {
+    if is_cluster_url(redis_url) {
         config.redis.mode = RedisMode::Cluster;
     }
     adjust(&mut config);

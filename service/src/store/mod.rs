@@ -273,18 +273,16 @@ impl Store {
                     }
                     (reply, _) => reply?,
                 };
-                let acknowledged = match (replication, reply.pop()) {
-                    (Some(_), Some(Value::Int(acknowledged))) => Some(acknowledged),
-                    (Some(_), other) => {
+                // The pipeline's replies: the command's, then WAIT's when it was sent.
+                let acknowledged = match replication.map(|_| reply.pop()) {
+                    None => None,
+                    Some(Some(Value::Int(acknowledged))) => Some(acknowledged),
+                    Some(other) => {
                         return Err(redis::RedisError::from((
                             ErrorKind::UnexpectedReturnType,
                             "WAIT did not answer a number",
                             format!("{other:?}"),
                         )));
-                    }
-                    (None, last) => {
-                        reply.extend(last);
-                        None
                     }
                 };
                 let value = reply.pop().ok_or_else(|| {

@@ -21,7 +21,8 @@ pub async fn app_on(cluster: &RedisCluster, adjust: impl FnOnce(&mut Config)) ->
     .await
 }
 
-/// Load for `warm_up`, then `victim`'s master killed; returns once its replica serves.
+/// After a second of load, kills the master of `user`'s cart and checks that `/readyz`
+/// says so; returns once its replica serves, with the time that took from the kill.
 async fn kill_the_master_of(cluster: &mut RedisCluster, app: &TestApp, user: &str) -> Duration {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let victim = cluster.master_of(&format!("cart:{{{user}}}"));
